@@ -1,0 +1,1 @@
+"""Adapters: implementations of notify.ports on aiohttp, asyncpg, aiokafka and HTTP providers."""

@@ -1,0 +1,172 @@
+"""The aiohttp application of ``notify api``: routes, middleware, and the state handlers read."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from notify.adapters.http.errors import error_middleware, error_response, from_pydantic
+from notify.adapters.http.schemas import (
+    ListParams,
+    NotificationIn,
+    decode_cursor,
+    encode_cursor,
+    notification_json,
+)
+from notify.app.notifications import NotificationService
+from notify.domain.errors import FieldError, ValidationFailed
+from notify.logs import correlation_id_var
+from notify.ports.store import ListQuery
+
+log = logging.getLogger(__name__)
+
+# Until API keys and tenants arrive every caller is the one default tenant.
+DEFAULT_TENANT = "default"
+CORRELATION_HEADER = "X-Correlation-ID"
+_CORRELATION_OK = re.compile(r"^[A-Za-z0-9._:/=+-]{1,128}$")
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class ApiServices:
+    notifications: NotificationService
+    readiness: Mapping[str, ReadinessCheck] = field(default_factory=dict)
+
+
+SERVICES = web.AppKey("services", ApiServices)
+CORRELATION = "correlation_id"
+
+
+@web.middleware
+async def correlation_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    incoming = request.headers.get(CORRELATION_HEADER, "")
+    correlation_id = incoming if _CORRELATION_OK.match(incoming) else uuid.uuid4().hex
+    request[CORRELATION] = correlation_id
+    token = correlation_id_var.set(correlation_id)
+    try:
+        response: web.StreamResponse = await handler(request)
+    finally:
+        correlation_id_var.reset(token)
+    response.headers[CORRELATION_HEADER] = correlation_id
+    return response
+
+
+def _services(request: web.Request) -> ApiServices:
+    return request.app[SERVICES]
+
+
+def _notification_id(request: web.Request) -> UUID:
+    raw = request.match_info["id"]
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise ValidationFailed.for_fields([FieldError("id", "must be a notification id (UUID)", "invalid_id")]) from None
+
+
+async def _json_body(request: web.Request) -> bytes:
+    body = await request.read()  # raises 413 past client_max_size
+    if not body:
+        raise ValidationFailed("The request body is empty; a JSON object is expected.",
+                               [FieldError("body", "is required", "required")])
+    return body
+
+
+async def create_notification(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    try:
+        payload = NotificationIn.model_validate_json(body)
+    except ValidationError as exc:
+        raise from_pydantic(exc) from None
+    notification = await _services(request).notifications.create(
+        DEFAULT_TENANT, payload.to_new(request.headers.get("Idempotency-Key")), request[CORRELATION]
+    )
+    return web.json_response(
+        notification_json(notification), status=201,
+        headers={"Location": f"/api/v1/notifications/{notification.id}"},
+    )
+
+
+async def get_notification(request: web.Request) -> web.Response:
+    notification = await _services(request).notifications.get(DEFAULT_TENANT, _notification_id(request))
+    return web.json_response(notification_json(notification))
+
+
+async def list_notifications(request: web.Request) -> web.Response:
+    repeated = sorted({k for k in request.query if len(request.query.getall(k)) > 1})
+    if repeated:
+        raise ValidationFailed.for_fields([FieldError(k, "must be given at most once", "repeated") for k in repeated])
+    try:
+        params = ListParams.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise from_pydantic(exc) from None
+    if params.date_from and params.date_to and params.date_from > params.date_to:
+        raise ValidationFailed.for_fields([FieldError("date_to", "must not be before date_from", "invalid_range")])
+    page = await _services(request).notifications.list(
+        ListQuery(
+            tenant_id=DEFAULT_TENANT, status=params.status, channel=params.channel, priority=params.priority,
+            batch_id=params.batch_id, recipient=params.recipient, date_from=params.date_from,
+            date_to=params.date_to, after_id=decode_cursor(params.cursor) if params.cursor else None,
+            page_size=params.page_size,
+        )
+    )
+    return web.json_response(
+        {
+            "data": [notification_json(n) for n in page.items],
+            "next_cursor": encode_cursor(page.next_after_id) if page.next_after_id else None,
+        }
+    )
+
+
+async def cancel_notification(request: web.Request) -> web.Response:
+    notification = await _services(request).notifications.cancel(DEFAULT_TENANT, _notification_id(request))
+    return web.json_response(notification_json(notification))
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    checks = _services(request).readiness
+    results: dict[str, str] = {}
+
+    async def run(name: str, check: ReadinessCheck) -> None:
+        try:
+            await asyncio.wait_for(check(), timeout=2.0)
+            results[name] = "ok"
+        except Exception as exc:
+            results[name] = f"unavailable: {type(exc).__name__}"
+
+    await asyncio.gather(*(run(n, c) for n, c in checks.items()))
+    if all(v == "ok" for v in results.values()):
+        return web.json_response({"status": "ready", "checks": results})
+    return error_response(
+        503, "not_ready", "A dependency is not available.",
+        [{"field": name, "message": state, "code": "unavailable"} for name, state in sorted(results.items())],
+    )
+
+
+def create_app(
+    max_body_bytes: int,
+    resources: Callable[[web.Application], AsyncIterator[None]],
+) -> web.Application:
+    """``resources`` is a cleanup context that opens what the handlers need and sets ``app[SERVICES]``."""
+    app = web.Application(middlewares=[correlation_middleware, error_middleware], client_max_size=max_body_bytes)
+    app.cleanup_ctx.append(resources)
+    app.router.add_get("/health", health)
+    app.router.add_get("/health/ready", ready)
+    app.router.add_post("/api/v1/notifications", create_notification)
+    app.router.add_get("/api/v1/notifications", list_notifications)
+    app.router.add_get("/api/v1/notifications/{id}", get_notification)
+    app.router.add_patch("/api/v1/notifications/{id}/cancel", cancel_notification)
+    return app

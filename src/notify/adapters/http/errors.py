@@ -1,0 +1,104 @@
+"""The one error shape of the API: ``{"error": <sentence>, "code": <machine code>, "details": [...]}``.
+
+Every failure, including unknown routes, malformed JSON, oversized bodies and bugs, leaves through here;
+no stack trace ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from notify.domain.errors import (
+    Conflict,
+    FieldError,
+    NotFound,
+    NotifyError,
+    Unavailable,
+    ValidationFailed,
+)
+
+log = logging.getLogger(__name__)
+
+
+def error_response(
+    status: int, code: str, message: str, details: Sequence[dict[str, Any]] = (), headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(
+        {"error": message, "code": code, "details": list(details)}, status=status, headers=headers
+    )
+
+
+def _path(loc: tuple[int | str, ...], prefix: str = "") -> str:
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def from_pydantic(exc: ValidationError, prefix: str = "") -> ValidationFailed:
+    """Turn pydantic's errors into our field errors (``notifications[7].recipient`` style paths)."""
+    details: list[FieldError] = []
+    for err in exc.errors(include_url=False):
+        if err["type"] == "json_invalid":
+            raise ValidationFailed("The request body is not valid JSON.",
+                                   [FieldError("body", err["msg"], "invalid_json")])
+        field = _path(tuple(err["loc"]), prefix) or "body"
+        message = "is not allowed" if err["type"] == "extra_forbidden" else err["msg"]
+        details.append(FieldError(field, message, err["type"]))
+    return ValidationFailed.for_fields(details)
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _http_exception_response(exc: web.HTTPException) -> web.StreamResponse:
+    if exc.status < 400:
+        raise exc  # redirects and the like pass through
+    code = _HTTP_CODES.get(exc.status, "http_error")
+    if exc.status == 404:
+        message = "No such resource."
+    elif exc.status == 405:
+        message = "This method is not allowed on this resource."
+    elif exc.status == 413:
+        message = "The request body is larger than this server accepts."
+    else:
+        message = exc.reason
+    headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+    return error_response(exc.status, code, message, headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except web.HTTPException as exc:
+        return _http_exception_response(exc)
+    except ValidationFailed as exc:
+        return error_response(400, exc.code, exc.message, [d.as_dict() for d in exc.details])
+    except NotFound as exc:
+        return error_response(404, exc.code, exc.message)
+    except Conflict as exc:
+        return error_response(409, exc.code, exc.message)
+    except Unavailable as exc:
+        return error_response(503, exc.code, exc.message, headers={"Retry-After": "1"})
+    except NotifyError as exc:
+        log.exception("unmapped notify error")
+        return error_response(500, "internal_error", "Something went wrong on our side.")
+    except Exception:
+        log.exception("unhandled error", extra={"path": request.path, "method": request.method})
+        return error_response(500, "internal_error", "Something went wrong on our side.")

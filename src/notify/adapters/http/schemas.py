@@ -1,0 +1,114 @@
+"""Request and response shapes of the HTTP API (pydantic), and the JSON form of a notification."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from notify.app.notifications import NewNotification
+from notify.domain.errors import FieldError, ValidationFailed
+from notify.domain.model import Channel, Notification, Priority, Status
+from notify.domain.validation import sms_segments
+
+
+class NotificationIn(BaseModel):
+    """One notification as a client posts it. Unknown fields are rejected; types are not coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    channel: Channel
+    recipient: str
+    content: str | None = None
+    subject: str | None = None
+    priority: Priority = Priority.NORMAL
+    scheduled_at: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = None
+
+    def to_new(self, idempotency_header: str | None = None) -> NewNotification:
+        return NewNotification(
+            channel=self.channel,
+            recipient=self.recipient,
+            content=self.content,
+            subject=self.subject,
+            priority=self.priority,
+            scheduled_at=self.scheduled_at,
+            expires_at=self.expires_at,
+            metadata=self.metadata,
+            idempotency_key=self.idempotency_key if self.idempotency_key is not None else idempotency_header,
+        )
+
+
+class ListParams(BaseModel):
+    """Query parameters of GET /notifications (strings from the URL, so lax parsing)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status | None = None
+    channel: Channel | None = None
+    priority: Priority | None = None
+    batch_id: UUID | None = None
+    recipient: str | None = Field(default=None, min_length=1, max_length=4096)
+    date_from: AwareDatetime | None = None
+    date_to: AwareDatetime | None = None
+    cursor: str | None = None
+    page_size: int = Field(default=20, ge=1, le=100)
+
+
+def encode_cursor(after_id: UUID) -> str:
+    return base64.urlsafe_b64encode(after_id.bytes).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> UUID:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return UUID(bytes=raw)
+    except (binascii.Error, ValueError) as exc:
+        raise ValidationFailed.for_fields(
+            [FieldError("cursor", "is not a cursor this API returned", "invalid_cursor")]
+        ) from exc
+
+
+def rfc3339(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def notification_json(n: Notification) -> dict[str, Any]:
+    sms = None
+    if n.channel is Channel.SMS:
+        seg = sms_segments(n.content)
+        sms = {"encoding": seg.encoding, "segments": seg.segments}
+    return {
+        "id": str(n.id),
+        "batch_id": str(n.batch_id) if n.batch_id else None,
+        "channel": n.channel.value,
+        "recipient": n.recipient,
+        "subject": n.subject,
+        "content": n.content,
+        "priority": n.priority.value,
+        "status": n.status.value,
+        "scheduled_at": rfc3339(n.scheduled_at),
+        "expires_at": rfc3339(n.expires_at),
+        "idempotency_key": n.idempotency_key,
+        "template_id": str(n.template_id) if n.template_id else None,
+        "template_variables": n.template_variables,
+        "metadata": n.metadata,
+        "attempts": n.attempts,
+        "max_retries": n.max_retries,
+        "provider": n.provider,
+        "provider_message_id": n.provider_message_id,
+        "error_message": n.error_message,
+        "sent_at": rfc3339(n.sent_at),
+        "failed_at": rfc3339(n.failed_at),
+        "created_at": rfc3339(n.created_at),
+        "updated_at": rfc3339(n.updated_at),
+        "sms": sms,
+    }

@@ -1,0 +1,83 @@
+"""A provider gateway reached over HTTP (DESIGN.md §5), with every outcome mapped to the errors tree."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from email.utils import parsedate_to_datetime
+from datetime import UTC, datetime
+
+import aiohttp
+
+from notify.domain.errors import PermanentProviderError, TransientProviderError
+from notify.ports.provider import ProviderMessage, ProviderReceipt
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date; None if absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+class HttpProvider:
+    def __init__(self, name: str, url: str, session: aiohttp.ClientSession, *, timeout_s: float) -> None:
+        self.name = name
+        self._url = url
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def send(self, message: ProviderMessage) -> ProviderReceipt:
+        body = {
+            "id": str(message.notification_id),
+            "to": message.to,
+            "channel": message.channel,
+            "subject": message.subject,
+            "content": message.content,
+            "metadata": message.metadata,
+        }
+        # The key is the notification id alone, the same on every attempt: a gateway that saw an earlier
+        # attempt whose answer we never got (timeout, worker crash) can drop the repeat.
+        headers = {"Idempotency-Key": str(message.notification_id), "X-Notify-Attempt": str(message.attempt)}
+        if message.correlation_id:
+            headers["X-Correlation-ID"] = message.correlation_id
+        try:
+            async with self._session.post(self._url, json=body, headers=headers, timeout=self._timeout) as resp:
+                text = await resp.text()
+                status = resp.status
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        except TimeoutError as exc:
+            raise TransientProviderError(f"{self.name}: no answer within {self._timeout.total}s") from exc
+        except aiohttp.ClientError as exc:
+            raise TransientProviderError(f"{self.name}: connection failed: {exc!r}") from exc
+        except asyncio.CancelledError:
+            raise
+        if 200 <= status < 300:
+            return ProviderReceipt(self.name, _message_id(text) or str(message.notification_id))
+        snippet = text[:300]
+        if status == 429 or status >= 500:
+            raise TransientProviderError(f"{self.name}: HTTP {status}: {snippet}", status=status,
+                                         retry_after_s=retry_after)
+        raise PermanentProviderError(f"{self.name}: HTTP {status}: {snippet}", status=status)
+
+
+def _message_id(text: str) -> str | None:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(data, dict):
+        for key in ("message_id", "id"):
+            value = data.get(key)
+            if isinstance(value, str | int) and str(value):
+                return str(value)
+    return None

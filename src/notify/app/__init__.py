@@ -1,0 +1,1 @@
+"""Use cases. Depends on notify.domain and notify.ports only."""

@@ -1,0 +1,1 @@
+"""Entities and rules. Pure: no I/O and no framework imports."""

@@ -1,0 +1,99 @@
+"""The one exception tree of notify.
+
+Every error knows whether retrying the same operation later may succeed (``retriable``). The HTTP adapter
+maps these to status codes and the documented error shape; the worker uses ``retriable`` to decide between a
+retry and a permanent failure.
+
+    NotifyError
+    ├── ValidationFailed            bad input; ``details`` names each failing field          (400)
+    ├── NotFound                    no such object (or not yours)                             (404)
+    ├── Conflict                    the request contradicts the current state                 (409)
+    │   └── IllegalTransition       a status change the status machine does not allow
+    ├── Unavailable                 a dependency is down; try again later                     (503, retriable)
+    └── ProviderError               a delivery attempt did not succeed
+        ├── TransientProviderError  timeout, connection error, 429, 5xx, open breaker      (retriable)
+        └── PermanentProviderError  the provider refused the message for good
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One failing input field: ``field`` is a path such as ``recipient`` or ``notifications[7].recipient``."""
+
+    field: str
+    message: str
+    code: str = "invalid"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message, "code": self.code}
+
+
+class NotifyError(Exception):
+    """Base of every error notify raises on purpose."""
+
+    retriable: bool = False
+    code: str = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ValidationFailed(NotifyError):
+    code = "validation_error"
+
+    def __init__(self, message: str, details: list[FieldError] | None = None) -> None:
+        super().__init__(message)
+        self.details: list[FieldError] = details or []
+
+    @classmethod
+    def for_fields(cls, details: list[FieldError]) -> ValidationFailed:
+        names = ", ".join(d.field for d in details)
+        return cls(f"Invalid input: {names}.", details)
+
+
+class NotFound(NotifyError):
+    code = "not_found"
+
+
+class Conflict(NotifyError):
+    code = "conflict"
+
+
+class IllegalTransition(Conflict):
+    code = "illegal_transition"
+
+    def __init__(self, current: str, target: str) -> None:
+        super().__init__(f"A notification in status '{current}' cannot become '{target}'.")
+        self.current = current
+        self.target = target
+
+
+class Unavailable(NotifyError):
+    code = "unavailable"
+    retriable = True
+
+
+class ProviderError(NotifyError):
+    """A delivery attempt failed. ``status`` is the provider's HTTP status when there was one."""
+
+    code = "provider_error"
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+class TransientProviderError(ProviderError):
+    code = "provider_transient"
+    retriable = True
+
+
+class PermanentProviderError(ProviderError):
+    code = "provider_permanent"
+    retriable = False

@@ -1,0 +1,126 @@
+"""``notify <command>``: api, worker, migrate, sandbox, dev."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+from notify.logs import configure_logging
+from notify.settings import Settings, load_settings
+
+log = logging.getLogger("notify")
+
+
+def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
+    """Run ``main(stop)``; SIGTERM or SIGINT sets ``stop`` so it can shut down gracefully."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    try:
+        asyncio.run(runner())
+    except Exception:
+        log.exception("fatal error")
+        return 1
+    return 0
+
+
+def _api(settings: Settings, args: argparse.Namespace) -> int:
+    from notify.bootstrap import serve_api
+
+    if args.port is not None:
+        settings = settings.model_copy(update={"api_port": args.port})
+    return _run_until_signal(lambda stop: serve_api(settings, stop))
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from notify.bootstrap import run_worker
+
+    return _run_until_signal(lambda stop: run_worker(settings, stop))
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    from notify.adapters.postgres.migrate import apply_migrations, ensure_database
+
+    if args.create_database and asyncio.run(ensure_database(settings.database_url)):
+        log.info("created database")
+    applied = apply_migrations(settings.database_url)
+    log.info("migrations applied", extra={"applied": applied})
+    return 0
+
+
+def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from notify.devtools.sandbox import Knobs, SandboxState, create_sandbox_app
+
+    knobs = Knobs(
+        latency_ms=args.latency_ms, error_rate=args.error_rate, error_status=args.error_status,
+        rate_limit_rate=args.rate_limit_rate, retry_after_s=args.retry_after,
+    )
+    host = args.host or settings.sandbox_host
+    port = args.port if args.port is not None else settings.sandbox_port
+
+    async def serve(stop: asyncio.Event) -> None:
+        runner = web.AppRunner(create_sandbox_app(SandboxState(knobs)), access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+            log.info("sandbox provider listening", extra={"url": f"http://{host}:{port}"})
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    return _run_until_signal(serve)
+
+
+def _dev(settings: Settings, args: argparse.Namespace) -> int:
+    from notify.devtools.devstack import run_dev_stack
+
+    return run_dev_stack(settings, api_port=args.api_port, sandbox_port=args.sandbox_port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="notify", description="Self-hosted notification backend.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    api = sub.add_parser("api", help="run the HTTP API (and its outbox relay)")
+    api.add_argument("--port", type=int, default=None, help="overrides NOTIFY_API_PORT")
+    api.set_defaults(handler=_api)
+    sub.add_parser("worker", help="consume and deliver notifications").set_defaults(handler=_worker)
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.add_argument("--create-database", action="store_true", help="create the database if missing")
+    migrate.set_defaults(handler=_migrate)
+    sandbox = sub.add_parser("sandbox", help="run the sandbox provider gateway")
+    sandbox.add_argument("--host", default=None)
+    sandbox.add_argument("--port", type=int, default=None)
+    sandbox.add_argument("--latency-ms", type=float, default=0.0)
+    sandbox.add_argument("--error-rate", type=float, default=0.0)
+    sandbox.add_argument("--error-status", type=int, default=500)
+    sandbox.add_argument("--rate-limit-rate", type=float, default=0.0, help="share of calls answered 429")
+    sandbox.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds on 429")
+    sandbox.set_defaults(handler=_sandbox)
+    dev = sub.add_parser("dev", help="run the whole stack locally (PostgreSQL, Tansu, sandbox, API, worker)")
+    dev.add_argument("--api-port", type=int, default=8080)
+    dev.add_argument("--sandbox-port", type=int, default=9100)
+    dev.set_defaults(handler=_dev)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    handler: Callable[[Settings, argparse.Namespace], int] = args.handler
+    return handler(settings, args)
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""All configuration, read from ``NOTIFY_*`` environment variables (and an optional ``.env`` file).
+
+One object for every process; each composition root builds it once with :func:`load_settings`. Nothing here
+runs at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NOTIFY_", env_file=".env", extra="ignore")
+
+    # --- infrastructure ---------------------------------------------------------------------------------
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/notify"
+    database_pool_min: int = Field(2, ge=1)
+    database_pool_max: int = Field(10, ge=1)
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_topic_prefix: str = "notifications"
+    kafka_partitions: int = Field(6, ge=1, description="partitions per topic when notify creates it")
+    kafka_replication_factor: int = Field(1, ge=1)
+    kafka_consumer_group: str = "notify-workers"
+    # Tansu's fetch long-poll is not woken by new data: latency follows this value (see LOCAL-INFRA.md).
+    kafka_fetch_max_wait_ms: int = Field(20, ge=1)
+    kafka_session_timeout_ms: int = Field(10_000, ge=1000)
+    kafka_heartbeat_interval_ms: int = Field(1_000, ge=100)
+    kafka_linger_ms: int = Field(5, ge=0)
+
+    # --- API --------------------------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+
+    # --- outbox relay (runs inside every API process; safe to run in many) ------------------------------
+    outbox_relay_enabled: bool = True
+    outbox_batch_size: int = Field(500, ge=1)
+    outbox_poll_interval_s: float = Field(0.5, gt=0)
+    outbox_retention_s: float = Field(3600.0, ge=0, description="how long published records are kept")
+
+    # --- worker -----------------------------------------------------------------------------------------
+    worker_id: str = ""  # defaults to host:pid
+    worker_concurrency: int = Field(32, ge=1, description="deliveries in flight at once")
+    worker_buffer_per_priority: int = Field(
+        256, ge=1, description="records fetched ahead per priority before its partitions are paused"
+    )
+    worker_lease_s: float = Field(60.0, gt=0, description="a claim older than this is recovered")
+    worker_shutdown_grace_s: float = Field(10.0, ge=0)
+    worker_commit_interval_s: float = Field(0.2, gt=0)
+    recovery_interval_s: float = Field(1.0, gt=0)
+    # A pending notification not claimed for this long is re-enqueued (covers records a broker lost).
+    stale_pending_s: float = Field(120.0, gt=0)
+
+    # --- provider ---------------------------------------------------------------------------------------
+    provider_name: str = "sandbox"
+    provider_url: str = "http://127.0.0.1:9100/send"
+    provider_timeout_s: float = Field(10.0, gt=0)
+
+    # --- sandbox provider -------------------------------------------------------------------------------
+    sandbox_host: str = "127.0.0.1"
+    sandbox_port: int = Field(9100, ge=0, le=65535)
+
+    # --- logging ----------------------------------------------------------------------------------------
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    def topic_for_priority(self, priority: str) -> str:
+        return f"{self.kafka_topic_prefix}.{priority}"
+
+    @property
+    def all_topics(self) -> list[str]:
+        return [self.topic_for_priority(p) for p in ("high", "normal", "low")]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (and ``.env``) now; keyword overrides win (used by tests and ``notify dev``)."""
+    return Settings(**overrides)
