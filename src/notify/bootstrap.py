@@ -53,18 +53,25 @@ def build_api_app(settings: Settings) -> web.Application:
             settings.database_url, min_size=settings.database_pool_min, max_size=settings.database_pool_max
         )
         await ensure_topics(
-            settings.kafka_bootstrap_servers, _all_topics(settings),
-            partitions=settings.kafka_partitions, replication_factor=settings.kafka_replication_factor,
+            settings.kafka_bootstrap_servers,
+            _all_topics(settings),
+            partitions=settings.kafka_partitions,
+            replication_factor=settings.kafka_replication_factor,
         )
         producer = make_producer(settings.kafka_bootstrap_servers, linger_ms=settings.kafka_linger_ms)
         await producer.start()
         relay = OutboxRelay(
-            PgOutbox(pool), KafkaDispatchPublisher(producer, settings.topic_for_priority), clock,
-            batch_size=settings.outbox_batch_size, poll_interval_s=settings.outbox_poll_interval_s,
+            PgOutbox(pool),
+            KafkaDispatchPublisher(producer, settings.topic_for_priority),
+            clock,
+            batch_size=settings.outbox_batch_size,
+            poll_interval_s=settings.outbox_poll_interval_s,
             retention=timedelta(seconds=settings.outbox_retention_s),
         )
         service = NotificationService(
-            PgNotificationStore(pool), clock, on_enqueued=relay.wake if settings.outbox_relay_enabled else None
+            PgNotificationStore(pool),
+            clock,
+            on_enqueued=relay.wake if settings.outbox_relay_enabled else None,
         )
 
         async def database_ready() -> None:
@@ -119,26 +126,36 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     background: list[asyncio.Task[None]] = []
     try:
         await ensure_topics(
-            settings.kafka_bootstrap_servers, _all_topics(settings),
-            partitions=settings.kafka_partitions, replication_factor=settings.kafka_replication_factor,
+            settings.kafka_bootstrap_servers,
+            _all_topics(settings),
+            partitions=settings.kafka_partitions,
+            replication_factor=settings.kafka_replication_factor,
         )
         await producer.start()
         store = PgNotificationStore(pool)
         # The worker relays too: what its recovery sweep re-enqueues is published at once, and delivery
         # keeps flowing while no API process runs.
         relay = OutboxRelay(
-            PgOutbox(pool), KafkaDispatchPublisher(producer, settings.topic_for_priority), clock,
-            batch_size=settings.outbox_batch_size, poll_interval_s=settings.outbox_poll_interval_s,
+            PgOutbox(pool),
+            KafkaDispatchPublisher(producer, settings.topic_for_priority),
+            clock,
+            batch_size=settings.outbox_batch_size,
+            poll_interval_s=settings.outbox_poll_interval_s,
             retention=timedelta(seconds=settings.outbox_retention_s),
         )
         recovery = Recovery(
-            store, clock, stale_pending=timedelta(seconds=settings.stale_pending_s),
-            interval_s=settings.recovery_interval_s, on_enqueued=relay.wake,
+            store,
+            clock,
+            stale_pending=timedelta(seconds=settings.stale_pending_s),
+            interval_s=settings.recovery_interval_s,
+            on_enqueued=relay.wake,
         )
-        provider = HttpProvider(settings.provider_name, settings.provider_url, http,
-                                timeout_s=settings.provider_timeout_s)
-        deliverer = Deliverer(store, provider, clock, worker_id=worker_id,
-                              lease=timedelta(seconds=settings.worker_lease_s))
+        provider = HttpProvider(
+            settings.provider_name, settings.provider_url, http, timeout_s=settings.provider_timeout_s
+        )
+        deliverer = Deliverer(
+            store, provider, clock, worker_id=worker_id, lease=timedelta(seconds=settings.worker_lease_s)
+        )
 
         async def handle(work: Work) -> None:
             assert work.notification_id is not None
@@ -161,8 +178,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         )
         priority_of = {settings.topic_for_priority(p.value): p for p in Priority}
         loop = PriorityConsumerLoop(
-            consumer, dispatcher, priority_of,
-            commit_interval_s=settings.worker_commit_interval_s, shutdown_grace_s=settings.worker_shutdown_grace_s,
+            consumer,
+            dispatcher,
+            priority_of,
+            commit_interval_s=settings.worker_commit_interval_s,
+            shutdown_grace_s=settings.worker_shutdown_grace_s,
         )
         loop.subscribe()
         if settings.outbox_relay_enabled:

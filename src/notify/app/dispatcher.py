@@ -83,7 +83,9 @@ class PriorityDispatcher:
 
     # --- feeding -------------------------------------------------------------------------------------------
 
-    def offer(self, partition: Partition, offset: int, priority: Priority, notification_id: UUID | None) -> None:
+    def offer(
+        self, partition: Partition, offset: int, priority: Priority, notification_id: UUID | None
+    ) -> None:
         state = self._partitions.get(partition)
         if state is None:
             self._generation += 1
@@ -180,7 +182,9 @@ class PriorityDispatcher:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("delivery raised; will retry", extra={"notification_id": str(work.notification_id)})
+                log.exception(
+                    "delivery raised; will retry", extra={"notification_id": str(work.notification_id)}
+                )
                 if not self._taking:
                     raise
                 await asyncio.sleep(self._retry_delay_s)

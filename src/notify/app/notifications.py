@@ -48,11 +48,22 @@ class NotificationService:
         # instead of at its next poll.
         self._on_enqueued = on_enqueued or (lambda: None)
 
-    def _build(self, tenant_id: str, new: NewNotification, now: datetime, correlation_id: str | None,
-               prefix: str = "") -> tuple[Notification | None, list[Any]]:
+    def _build(
+        self,
+        tenant_id: str,
+        new: NewNotification,
+        now: datetime,
+        correlation_id: str | None,
+        prefix: str = "",
+    ) -> tuple[Notification | None, list[Any]]:
         draft = DraftFields(
-            channel=new.channel, recipient=new.recipient, content=new.content, subject=new.subject,
-            scheduled_at=new.scheduled_at, expires_at=new.expires_at, metadata=new.metadata,
+            channel=new.channel,
+            recipient=new.recipient,
+            content=new.content,
+            subject=new.subject,
+            scheduled_at=new.scheduled_at,
+            expires_at=new.expires_at,
+            metadata=new.metadata,
             idempotency_key=new.idempotency_key,
         )
         recipient, errors = check_draft(draft, now, prefix)
@@ -79,7 +90,9 @@ class NotificationService:
         )
         return notification, []
 
-    async def create(self, tenant_id: str, new: NewNotification, correlation_id: str | None = None) -> Notification:
+    async def create(
+        self, tenant_id: str, new: NewNotification, correlation_id: str | None = None
+    ) -> Notification:
         notification, errors = self._build(tenant_id, new, self._clock.now(), correlation_id)
         if notification is None:
             raise ValidationFailed.for_fields(errors)

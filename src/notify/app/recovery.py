@@ -50,13 +50,17 @@ class Recovery:
         result = SweepResult(
             released=await self._store.release_due_scheduled(now, self._batch_size),
             recovered=await self._store.recover_expired_leases(now, self._batch_size),
-            requeued=await self._store.requeue_stale_pending(now - self._stale_pending, now, self._batch_size),
+            requeued=await self._store.requeue_stale_pending(
+                now - self._stale_pending, now, self._batch_size
+            ),
         )
         if result.enqueued:
             self._on_enqueued()
         if result.recovered or result.requeued:
-            log.warning("recovered notifications", extra={"recovered_leases": result.recovered,
-                                                           "requeued_stale": result.requeued})
+            log.warning(
+                "recovered notifications",
+                extra={"recovered_leases": result.recovered, "requeued_stale": result.requeued},
+            )
         return result
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -99,7 +99,9 @@ async def _send(request: web.Request) -> web.Response:
     if failure is not None:
         state.rejected += 1
         status, headers = failure
-        return web.json_response({"error": "injected failure", "status": status}, status=status, headers=headers)
+        return web.json_response(
+            {"error": "injected failure", "status": status}, status=status, headers=headers
+        )
     try:
         body = await request.json()
     except ValueError:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class FieldError:
-    """One failing input field: ``field`` is a path such as ``recipient`` or ``notifications[7].recipient``."""
+    """One failing input field; ``field`` is a path: ``recipient``, ``notifications[7].recipient``."""
 
     field: str
     message: str
@@ -83,7 +83,9 @@ class ProviderError(NotifyError):
 
     code = "provider_error"
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after_s = retry_after_s

@@ -21,7 +21,9 @@ MAX_METADATA_BYTES = 4096
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 
-def normalize_recipient(channel: Channel, recipient: str, field: str = "recipient") -> tuple[str, FieldError | None]:
+def normalize_recipient(
+    channel: Channel, recipient: str, field: str = "recipient"
+) -> tuple[str, FieldError | None]:
     """The canonical form of ``recipient`` for ``channel``, or the reason it is not acceptable."""
     if channel is Channel.SMS:
         return _normalize_phone(recipient, field)
@@ -31,7 +33,9 @@ def normalize_recipient(channel: Channel, recipient: str, field: str = "recipien
 
 
 def _normalize_phone(value: str, field: str) -> tuple[str, FieldError | None]:
-    bad = FieldError(field, "must be a phone number in E.164 format, e.g. +14155550123", "invalid_phone_number")
+    bad = FieldError(
+        field, "must be a phone number in E.164 format, e.g. +14155550123", "invalid_phone_number"
+    )
     if not value.startswith("+") or not value[1:].isdigit() or not 2 <= len(value) - 1 <= 15:
         return value, bad
     try:
@@ -39,8 +43,9 @@ def _normalize_phone(value: str, field: str) -> tuple[str, FieldError | None]:
     except phonenumbers.NumberParseException:
         return value, bad
     if not phonenumbers.is_valid_number(number):
-        return value, FieldError(field, "is not a valid phone number in its country's numbering plan",
-                                 "invalid_phone_number")
+        return value, FieldError(
+            field, "is not a valid phone number in its country's numbering plan", "invalid_phone_number"
+        )
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), None
 
 
@@ -54,11 +59,13 @@ def _normalize_email(value: str, field: str) -> tuple[str, FieldError | None]:
 
 def _check_push_token(value: str, field: str) -> tuple[str, FieldError | None]:
     if not 1 <= len(value) <= MAX_PUSH_TOKEN_CHARS:
-        return value, FieldError(field, f"must be a push token of 1 to {MAX_PUSH_TOKEN_CHARS} characters",
-                                 "invalid_push_token")
+        return value, FieldError(
+            field, f"must be a push token of 1 to {MAX_PUSH_TOKEN_CHARS} characters", "invalid_push_token"
+        )
     if value != value.strip() or any(ch.isspace() or not ch.isprintable() for ch in value):
-        return value, FieldError(field, "must not contain whitespace or control characters",
-                                 "invalid_push_token")
+        return value, FieldError(
+            field, "must not contain whitespace or control characters", "invalid_push_token"
+        )
     return value, None
 
 
@@ -67,8 +74,9 @@ def check_content(channel: Channel, content: str, field: str = "content") -> Fie
         return FieldError(field, "must not be empty", "required")
     limit = MAX_CONTENT_CHARS[channel]
     if len(content) > limit:
-        return FieldError(field, f"must be at most {limit} characters for {channel.value} (got {len(content)})",
-                          "too_long")
+        return FieldError(
+            field, f"must be at most {limit} characters for {channel.value} (got {len(content)})", "too_long"
+        )
     return None
 
 
@@ -100,21 +108,34 @@ def check_draft(draft: DraftFields, now: datetime, prefix: str = "") -> tuple[st
             errors.append(err)
     if draft.subject is not None:
         if draft.channel is not Channel.EMAIL:
-            errors.append(FieldError(prefix + "subject", "is only allowed for the email channel", "not_allowed"))
+            errors.append(
+                FieldError(prefix + "subject", "is only allowed for the email channel", "not_allowed")
+            )
         elif len(draft.subject) > MAX_SUBJECT_CHARS or "\n" in draft.subject or "\r" in draft.subject:
-            errors.append(FieldError(prefix + "subject", f"must be one line of at most {MAX_SUBJECT_CHARS} characters",
-                                     "invalid_subject"))
+            errors.append(
+                FieldError(
+                    prefix + "subject",
+                    f"must be one line of at most {MAX_SUBJECT_CHARS} characters",
+                    "invalid_subject",
+                )
+            )
     if draft.expires_at is not None:
         if draft.expires_at <= now:
             errors.append(FieldError(prefix + "expires_at", "must be in the future", "in_past"))
         elif draft.scheduled_at is not None and draft.expires_at <= draft.scheduled_at:
             errors.append(FieldError(prefix + "expires_at", "must be after scheduled_at", "before_schedule"))
     if len(json.dumps(draft.metadata, separators=(",", ":"))) > MAX_METADATA_BYTES:
-        errors.append(FieldError(prefix + "metadata", f"must serialize to at most {MAX_METADATA_BYTES} bytes",
-                                 "too_large"))
+        errors.append(
+            FieldError(
+                prefix + "metadata", f"must serialize to at most {MAX_METADATA_BYTES} bytes", "too_large"
+            )
+        )
     if draft.idempotency_key is not None and not 1 <= len(draft.idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS:
-        errors.append(FieldError(prefix + "idempotency_key",
-                                 f"must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters", "invalid"))
+        errors.append(
+            FieldError(
+                prefix + "idempotency_key", f"must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters", "invalid"
+            )
+        )
     return recipient, errors
 
 

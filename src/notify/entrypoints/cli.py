@@ -63,8 +63,11 @@ def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
     from notify.devtools.sandbox import Knobs, SandboxState, create_sandbox_app
 
     knobs = Knobs(
-        latency_ms=args.latency_ms, error_rate=args.error_rate, error_status=args.error_status,
-        rate_limit_rate=args.rate_limit_rate, retry_after_s=args.retry_after,
+        latency_ms=args.latency_ms,
+        error_rate=args.error_rate,
+        error_status=args.error_status,
+        rate_limit_rate=args.rate_limit_rate,
+        retry_after_s=args.retry_after,
     )
     host = args.host or settings.sandbox_host
     port = args.port if args.port is not None else settings.sandbox_port

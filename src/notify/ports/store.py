@@ -54,7 +54,7 @@ class Claim:
 
 class NotificationStore(Protocol):
     async def create(self, notifications: Sequence[Notification]) -> None:
-        """Insert the notifications and, for each one that is ``pending``, its outbox record: all or nothing."""
+        """Insert the notifications and, for each ``pending`` one, its outbox record: all or nothing."""
         ...
 
     async def get(self, tenant_id: str, notification_id: UUID) -> Notification | None: ...

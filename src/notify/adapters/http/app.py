@@ -70,14 +70,18 @@ def _notification_id(request: web.Request) -> UUID:
     try:
         return UUID(raw)
     except ValueError:
-        raise ValidationFailed.for_fields([FieldError("id", "must be a notification id (UUID)", "invalid_id")]) from None
+        raise ValidationFailed.for_fields(
+            [FieldError("id", "must be a notification id (UUID)", "invalid_id")]
+        ) from None
 
 
 async def _json_body(request: web.Request) -> bytes:
     body = await request.read()  # raises 413 past client_max_size
     if not body:
-        raise ValidationFailed("The request body is empty; a JSON object is expected.",
-                               [FieldError("body", "is required", "required")])
+        raise ValidationFailed(
+            "The request body is empty; a JSON object is expected.",
+            [FieldError("body", "is required", "required")],
+        )
     return body
 
 
@@ -91,7 +95,8 @@ async def create_notification(request: web.Request) -> web.Response:
         DEFAULT_TENANT, payload.to_new(request.headers.get("Idempotency-Key")), request[CORRELATION]
     )
     return web.json_response(
-        notification_json(notification), status=201,
+        notification_json(notification),
+        status=201,
         headers={"Location": f"/api/v1/notifications/{notification.id}"},
     )
 
@@ -104,18 +109,28 @@ async def get_notification(request: web.Request) -> web.Response:
 async def list_notifications(request: web.Request) -> web.Response:
     repeated = sorted({k for k in request.query if len(request.query.getall(k)) > 1})
     if repeated:
-        raise ValidationFailed.for_fields([FieldError(k, "must be given at most once", "repeated") for k in repeated])
+        raise ValidationFailed.for_fields(
+            [FieldError(k, "must be given at most once", "repeated") for k in repeated]
+        )
     try:
         params = ListParams.model_validate(dict(request.query))
     except ValidationError as exc:
         raise from_pydantic(exc) from None
     if params.date_from and params.date_to and params.date_from > params.date_to:
-        raise ValidationFailed.for_fields([FieldError("date_to", "must not be before date_from", "invalid_range")])
+        raise ValidationFailed.for_fields(
+            [FieldError("date_to", "must not be before date_from", "invalid_range")]
+        )
     page = await _services(request).notifications.list(
         ListQuery(
-            tenant_id=DEFAULT_TENANT, status=params.status, channel=params.channel, priority=params.priority,
-            batch_id=params.batch_id, recipient=params.recipient, date_from=params.date_from,
-            date_to=params.date_to, after_id=decode_cursor(params.cursor) if params.cursor else None,
+            tenant_id=DEFAULT_TENANT,
+            status=params.status,
+            channel=params.channel,
+            priority=params.priority,
+            batch_id=params.batch_id,
+            recipient=params.recipient,
+            date_from=params.date_from,
+            date_to=params.date_to,
+            after_id=decode_cursor(params.cursor) if params.cursor else None,
             page_size=params.page_size,
         )
     )
@@ -151,7 +166,9 @@ async def ready(request: web.Request) -> web.Response:
     if all(v == "ok" for v in results.values()):
         return web.json_response({"status": "ready", "checks": results})
     return error_response(
-        503, "not_ready", "A dependency is not available.",
+        503,
+        "not_ready",
+        "A dependency is not available.",
         [{"field": name, "message": state, "code": "unavailable"} for name, state in sorted(results.items())],
     )
 
@@ -161,7 +178,9 @@ def create_app(
     resources: Callable[[web.Application], AsyncIterator[None]],
 ) -> web.Application:
     """``resources`` is a cleanup context that opens what the handlers need and sets ``app[SERVICES]``."""
-    app = web.Application(middlewares=[correlation_middleware, error_middleware], client_max_size=max_body_bytes)
+    app = web.Application(
+        middlewares=[correlation_middleware, error_middleware], client_max_size=max_body_bytes
+    )
     app.cleanup_ctx.append(resources)
     app.router.add_get("/health", health)
     app.router.add_get("/health/ready", ready)

@@ -26,7 +26,11 @@ log = logging.getLogger(__name__)
 
 
 def error_response(
-    status: int, code: str, message: str, details: Sequence[dict[str, Any]] = (), headers: dict[str, str] | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: Sequence[dict[str, Any]] = (),
+    headers: dict[str, str] | None = None,
 ) -> web.Response:
     return web.json_response(
         {"error": message, "code": code, "details": list(details)}, status=status, headers=headers
@@ -48,8 +52,9 @@ def from_pydantic(exc: ValidationError, prefix: str = "") -> ValidationFailed:
     details: list[FieldError] = []
     for err in exc.errors(include_url=False):
         if err["type"] == "json_invalid":
-            raise ValidationFailed("The request body is not valid JSON.",
-                                   [FieldError("body", err["msg"], "invalid_json")])
+            raise ValidationFailed(
+                "The request body is not valid JSON.", [FieldError("body", err["msg"], "invalid_json")]
+            )
         field = _path(tuple(err["loc"]), prefix) or "body"
         message = "is not allowed" if err["type"] == "extra_forbidden" else err["msg"]
         details.append(FieldError(field, message, err["type"]))
@@ -96,7 +101,7 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return error_response(409, exc.code, exc.message)
     except Unavailable as exc:
         return error_response(503, exc.code, exc.message, headers={"Retry-After": "1"})
-    except NotifyError as exc:
+    except NotifyError:
         log.exception("unmapped notify error")
         return error_response(500, "internal_error", "Something went wrong on our side.")
     except Exception:

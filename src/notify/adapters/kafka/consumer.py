@@ -46,7 +46,9 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self._loop.dispatcher.revoke(_partition(tp) for tp in revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        log.info("partitions assigned", extra={"partitions": sorted(f"{t.topic}:{t.partition}" for t in assigned)})
+        log.info(
+            "partitions assigned", extra={"partitions": sorted(f"{t.topic}:{t.partition}" for t in assigned)}
+        )
 
 
 class PriorityConsumerLoop:
@@ -111,7 +113,9 @@ class PriorityConsumerLoop:
                     priority = self._priority_of[tp.topic]
                     partition = _partition(tp)
                     for record in records:
-                        self.dispatcher.offer(partition, record.offset, priority, _notification_id(record.key))
+                        self.dispatcher.offer(
+                            partition, record.offset, priority, _notification_id(record.key)
+                        )
                 self._apply_backpressure()
                 if time.monotonic() - last_commit >= self._commit_interval_s:
                     await self.commit()

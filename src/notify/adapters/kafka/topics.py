@@ -25,7 +25,10 @@ async def ensure_topics(
         missing = [t for t in topics if t not in existing]
         if missing:
             response = await admin.create_topics(
-                [NewTopic(name=t, num_partitions=partitions, replication_factor=replication_factor) for t in missing]
+                [
+                    NewTopic(name=t, num_partitions=partitions, replication_factor=replication_factor)
+                    for t in missing
+                ]
             )
             # Error 36 (TOPIC_ALREADY_EXISTS) means another process won the race: fine.
             for topic_errors in getattr(response, "topic_errors", []):

@@ -20,8 +20,8 @@ from notify.ports.store import Claim, ListQuery, OutboxRecord, Page, Publish
 
 _COLUMNS = (
     "id, tenant_id, batch_id, channel, recipient, subject, content, priority, status, scheduled_at, "
-    "expires_at, idempotency_key, template_id, template_variables, metadata, attempts, max_retries, provider, "
-    "provider_message_id, error_message, sent_at, failed_at, correlation_id, created_at, updated_at"
+    "expires_at, idempotency_key, template_id, template_variables, metadata, attempts, max_retries, "
+    "provider, provider_message_id, error_message, sent_at, failed_at, correlation_id, created_at, updated_at"
 )
 
 
@@ -98,11 +98,32 @@ class PgNotificationStore:
     async def create(self, notifications: Sequence[Notification]) -> None:
         rows = [
             (
-                n.id, n.tenant_id, n.batch_id, n.channel.value, n.recipient, n.subject, n.content,
-                n.priority.value, n.status.value, n.scheduled_at, n.expires_at, n.idempotency_key,
-                n.template_id, n.template_variables, n.metadata, n.attempts, n.max_retries, n.provider,
-                n.provider_message_id, n.error_message, n.sent_at, n.failed_at, n.correlation_id,
-                n.created_at, n.updated_at, n.created_at if n.status is Status.PENDING else None,
+                n.id,
+                n.tenant_id,
+                n.batch_id,
+                n.channel.value,
+                n.recipient,
+                n.subject,
+                n.content,
+                n.priority.value,
+                n.status.value,
+                n.scheduled_at,
+                n.expires_at,
+                n.idempotency_key,
+                n.template_id,
+                n.template_variables,
+                n.metadata,
+                n.attempts,
+                n.max_retries,
+                n.provider,
+                n.provider_message_id,
+                n.error_message,
+                n.sent_at,
+                n.failed_at,
+                n.correlation_id,
+                n.created_at,
+                n.updated_at,
+                n.created_at if n.status is Status.PENDING else None,
             )
             for n in notifications
         ]
@@ -124,7 +145,9 @@ class PgNotificationStore:
 
     async def get(self, tenant_id: str, notification_id: UUID) -> Notification | None:
         row = await self._pool.fetchrow(
-            f"SELECT {_COLUMNS} FROM notifications WHERE id = $1 AND tenant_id = $2", notification_id, tenant_id
+            f"SELECT {_COLUMNS} FROM notifications WHERE id = $1 AND tenant_id = $2",
+            notification_id,
+            tenant_id,
         )
         return _row_to_notification(row) if row else None
 
@@ -170,12 +193,17 @@ class PgNotificationStore:
                 f"""UPDATE notifications SET status = 'cancelled', updated_at = $3
                      WHERE id = $1 AND tenant_id = $2 AND status = ANY($4::text[])
                  RETURNING {_COLUMNS}""",
-                notification_id, tenant_id, now, _statuses(Status.CANCELLED),
+                notification_id,
+                tenant_id,
+                now,
+                _statuses(Status.CANCELLED),
             )
             if row is not None:
                 return _row_to_notification(row)
             current = await conn.fetchval(
-                "SELECT status FROM notifications WHERE id = $1 AND tenant_id = $2", notification_id, tenant_id
+                "SELECT status FROM notifications WHERE id = $1 AND tenant_id = $2",
+                notification_id,
+                tenant_id,
             )
         if current is None:
             raise NotFound(f"Notification {notification_id} was not found.")
@@ -192,7 +220,11 @@ class PgNotificationStore:
                     updated_at = $2
                  WHERE id = $1 AND status = ANY($5::text[])
              RETURNING {_COLUMNS}""",
-            notification_id, now, claim.worker_id, claim.lease_until, _statuses(Status.PROCESSING),
+            notification_id,
+            now,
+            claim.worker_id,
+            claim.lease_until,
+            _statuses(Status.PROCESSING),
         )
         return _row_to_notification(row) if row else None
 
@@ -204,7 +236,11 @@ class PgNotificationStore:
                       sent_at = $5, error_message = NULL, lease_owner = NULL, lease_expires_at = NULL,
                       updated_at = $5
                 WHERE id = $1 AND status = 'processing' AND lease_owner = $2""",
-            notification_id, claim.worker_id, provider, provider_message_id, now,
+            notification_id,
+            claim.worker_id,
+            provider,
+            provider_message_id,
+            now,
         )
         return _affected(status) == 1
 
@@ -215,7 +251,11 @@ class PgNotificationStore:
             """UPDATE notifications SET status = 'failed', provider = $3, error_message = $4, failed_at = $5,
                       lease_owner = NULL, lease_expires_at = NULL, updated_at = $5
                 WHERE id = $1 AND status = 'processing' AND lease_owner = $2""",
-            notification_id, claim.worker_id, provider, error[:2000], now,
+            notification_id,
+            claim.worker_id,
+            provider,
+            error[:2000],
+            now,
         )
         return _affected(status) == 1
 
@@ -227,21 +267,25 @@ class PgNotificationStore:
         return await self._enqueue(
             """SELECT id FROM notifications WHERE status = 'scheduled' AND scheduled_at <= $1
                 ORDER BY scheduled_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
-            now, limit,
+            now,
+            limit,
         )
 
     async def recover_expired_leases(self, now: datetime, limit: int) -> int:
         return await self._enqueue(
             """SELECT id FROM notifications WHERE status = 'processing' AND lease_expires_at < $1
                 ORDER BY lease_expires_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
-            now, limit,
+            now,
+            limit,
         )
 
     async def requeue_stale_pending(self, older_than: datetime, now: datetime, limit: int) -> int:
         return await self._enqueue(
             """SELECT id FROM notifications WHERE status = 'pending' AND enqueued_at < $3
                 ORDER BY enqueued_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
-            now, limit, older_than,
+            now,
+            limit,
+            older_than,
         )
 
 
@@ -261,14 +305,20 @@ class PgOutbox:
                 return 0
             records = [
                 OutboxRecord(
-                    id=r["id"], notification_id=r["notification_id"], priority=Priority(r["priority"]),
-                    channel=Channel(r["channel"]), correlation_id=r["correlation_id"], created_at=r["created_at"],
+                    id=r["id"],
+                    notification_id=r["notification_id"],
+                    priority=Priority(r["priority"]),
+                    channel=Channel(r["channel"]),
+                    correlation_id=r["correlation_id"],
+                    created_at=r["created_at"],
                 )
                 for r in rows
             ]
             await publish(records)
             await conn.execute(
-                "UPDATE outbox SET published_at = $2 WHERE id = ANY($1::bigint[])", [r.id for r in records], now
+                "UPDATE outbox SET published_at = $2 WHERE id = ANY($1::bigint[])",
+                [r.id for r in records],
+                now,
             )
         return len(records)
 

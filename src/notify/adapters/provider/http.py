@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from email.utils import parsedate_to_datetime
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import aiohttp
 
@@ -51,7 +51,9 @@ class HttpProvider:
         if message.correlation_id:
             headers["X-Correlation-ID"] = message.correlation_id
         try:
-            async with self._session.post(self._url, json=body, headers=headers, timeout=self._timeout) as resp:
+            async with self._session.post(
+                self._url, json=body, headers=headers, timeout=self._timeout
+            ) as resp:
                 text = await resp.text()
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
@@ -65,8 +67,9 @@ class HttpProvider:
             return ProviderReceipt(self.name, _message_id(text) or str(message.notification_id))
         snippet = text[:300]
         if status == 429 or status >= 500:
-            raise TransientProviderError(f"{self.name}: HTTP {status}: {snippet}", status=status,
-                                         retry_after_s=retry_after)
+            raise TransientProviderError(
+                f"{self.name}: HTTP {status}: {snippet}", status=status, retry_after_s=retry_after
+            )
         raise PermanentProviderError(f"{self.name}: HTTP {status}: {snippet}", status=status)
 
 

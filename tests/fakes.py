@@ -1,0 +1,195 @@
+"""Hand-written fakes of the ports, for domain and app tests. They record what happened."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from notify.domain.errors import Conflict, IllegalTransition, NotFound, PermanentProviderError, ProviderError
+from notify.domain.model import Notification, Status, can_transition
+from notify.ports.provider import ProviderMessage, ProviderReceipt
+from notify.ports.store import Claim, ListQuery, OutboxRecord, Page, Publish
+
+
+class FakeClock:
+    def __init__(self, start: datetime | None = None) -> None:
+        self.current = start or datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, seconds: float) -> None:
+        self.current += timedelta(seconds=seconds)
+
+
+class FakeStore:
+    """In-memory NotificationStore + Outbox following the same status machine as the real one."""
+
+    def __init__(self) -> None:
+        self.rows: dict[UUID, Notification] = {}
+        self.leases: dict[UUID, Claim] = {}
+        self.outbox: list[OutboxRecord] = []
+        self.published_ids: set[int] = set()
+        self.fail_next_publish = False
+
+    # --- NotificationStore ---
+
+    def _enqueue(self, n: Notification, now: datetime) -> None:
+        self.outbox.append(
+            OutboxRecord(len(self.outbox) + 1, n.id, n.priority, n.channel, n.correlation_id, now)
+        )
+
+    async def create(self, notifications: Sequence[Notification]) -> None:
+        keys = {(n.tenant_id, n.idempotency_key) for n in self.rows.values() if n.idempotency_key}
+        for n in notifications:
+            if n.idempotency_key and (n.tenant_id, n.idempotency_key) in keys:
+                raise Conflict("duplicate idempotency key")
+        for n in notifications:
+            self.rows[n.id] = n
+            if n.status is Status.PENDING:
+                self._enqueue(n, n.created_at)
+
+    async def get(self, tenant_id: str, notification_id: UUID) -> Notification | None:
+        n = self.rows.get(notification_id)
+        return n if n and n.tenant_id == tenant_id else None
+
+    async def list(self, query: ListQuery) -> Page:
+        items = sorted(
+            (n for n in self.rows.values() if n.tenant_id == query.tenant_id),
+            key=lambda n: n.id,
+            reverse=True,
+        )
+        if query.status:
+            items = [n for n in items if n.status is query.status]
+        if query.after_id:
+            items = [n for n in items if n.id < query.after_id]
+        page = items[: query.page_size]
+        return Page(page, page[-1].id if len(items) > query.page_size else None)
+
+    async def cancel(self, tenant_id: str, notification_id: UUID, now: datetime) -> Notification:
+        n = await self.get(tenant_id, notification_id)
+        if n is None:
+            raise NotFound("not found")
+        if not can_transition(n.status, Status.CANCELLED):
+            raise IllegalTransition(n.status.value, Status.CANCELLED.value)
+        self.rows[n.id] = n.transition(Status.CANCELLED, now)
+        return self.rows[n.id]
+
+    async def claim(self, notification_id: UUID, claim: Claim, now: datetime) -> Notification | None:
+        n = self.rows.get(notification_id)
+        if n is None or n.status not in (Status.PENDING, Status.RETRYING):
+            return None
+        if n.expires_at is not None and n.expires_at <= now:
+            self.rows[n.id] = n.transition(Status.EXPIRED, now)
+            return self.rows[n.id]
+        self.rows[n.id] = n.transition(Status.PROCESSING, now, attempts=n.attempts + 1)
+        self.leases[n.id] = claim
+        return self.rows[n.id]
+
+    def _holds(self, notification_id: UUID, claim: Claim) -> bool:
+        n = self.rows.get(notification_id)
+        return n is not None and n.status is Status.PROCESSING and self.leases.get(notification_id) == claim
+
+    async def record_delivered(
+        self, notification_id: UUID, claim: Claim, now: datetime, provider: str, provider_message_id: str
+    ) -> bool:
+        if not self._holds(notification_id, claim):
+            return False
+        n = self.rows[notification_id]
+        self.rows[n.id] = n.transition(
+            Status.DELIVERED, now, provider=provider, provider_message_id=provider_message_id, sent_at=now
+        )
+        del self.leases[n.id]
+        return True
+
+    async def record_failed(
+        self, notification_id: UUID, claim: Claim, now: datetime, provider: str | None, error: str
+    ) -> bool:
+        if not self._holds(notification_id, claim):
+            return False
+        n = self.rows[notification_id]
+        self.rows[n.id] = n.transition(
+            Status.FAILED, now, provider=provider, error_message=error, failed_at=now
+        )
+        del self.leases[n.id]
+        return True
+
+    async def release_due_scheduled(self, now: datetime, limit: int) -> int:
+        due = [
+            n
+            for n in self.rows.values()
+            if n.status is Status.SCHEDULED and n.scheduled_at is not None and n.scheduled_at <= now
+        ][:limit]
+        for n in due:
+            self.rows[n.id] = n.transition(Status.PENDING, now)
+            self._enqueue(n, now)
+        return len(due)
+
+    async def recover_expired_leases(self, now: datetime, limit: int) -> int:
+        dead = [
+            n
+            for n in self.rows.values()
+            if n.status is Status.PROCESSING and self.leases[n.id].lease_until < now
+        ][:limit]
+        for n in dead:
+            self.rows[n.id] = n.transition(Status.PENDING, now)
+            del self.leases[n.id]
+            self._enqueue(n, now)
+        return len(dead)
+
+    async def requeue_stale_pending(self, older_than: datetime, now: datetime, limit: int) -> int:
+        return 0
+
+    # --- Outbox ---
+
+    async def relay_batch(self, limit: int, publish: Publish, now: datetime) -> int:
+        batch = [r for r in self.outbox if r.id not in self.published_ids][:limit]
+        if not batch:
+            return 0
+        await publish(batch)
+        self.published_ids.update(r.id for r in batch)
+        return len(batch)
+
+    async def purge_published(self, older_than: datetime) -> int:
+        return 0
+
+    async def backlog(self) -> int:
+        return len([r for r in self.outbox if r.id not in self.published_ids])
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.published: list[OutboxRecord] = []
+        self.fail_times = 0
+
+    async def publish(self, records: Sequence[OutboxRecord]) -> None:
+        if self.fail_times:
+            self.fail_times -= 1
+            raise ConnectionError("broker unreachable")
+        self.published.extend(records)
+
+
+class FakeProvider:
+    """Answers from a script of outcomes (a ProviderError to raise, or None for success), then succeeds."""
+
+    def __init__(self, name: str = "fake", script: Sequence[ProviderError | None] = ()) -> None:
+        self.name = name
+        self.script = list(script)
+        self.sent: list[ProviderMessage] = []
+
+    async def send(self, message: ProviderMessage) -> ProviderReceipt:
+        self.sent.append(message)
+        outcome = self.script.pop(0) if self.script else None
+        if outcome is not None:
+            raise outcome
+        return ProviderReceipt(self.name, f"msg-{len(self.sent)}")
+
+
+def rejecting_provider() -> FakeProvider:
+    return FakeProvider(script=[PermanentProviderError("HTTP 400: bad number", status=400)])
+
+
+def replace(n: Notification, **changes: object) -> Notification:
+    return dataclasses.replace(n, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,362 @@
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from uuid import UUID
+
+import pytest
+
+from notify.app.delivery import Deliverer, DeliveryOutcome
+from notify.app.dispatcher import Partition, PriorityDispatcher, Work
+from notify.app.notifications import NewNotification, NotificationService
+from notify.app.recovery import Recovery
+from notify.app.relay import OutboxRelay
+from notify.domain.errors import (
+    Conflict,
+    IllegalTransition,
+    NotFound,
+    TransientProviderError,
+    ValidationFailed,
+)
+from notify.domain.ids import uuid7_at
+from notify.domain.model import Channel, Priority, Status
+from notify.ports.store import Claim
+from tests.fakes import FakeClock, FakeProvider, FakePublisher, FakeStore, rejecting_provider
+
+SMS = NewNotification(channel=Channel.SMS, recipient="+14155550123", content="hello")
+
+
+def service(store: FakeStore, clock: FakeClock, woken: list[int] | None = None) -> NotificationService:
+    return NotificationService(
+        store, clock, on_enqueued=(lambda: woken.append(1)) if woken is not None else None
+    )
+
+
+class TestCreate:
+    async def test_pending_notification_gets_an_outbox_record_and_wakes_the_relay(self) -> None:
+        store, clock, woken = FakeStore(), FakeClock(), []
+        n = await service(store, clock, woken).create("t1", SMS, correlation_id="c-1")
+        assert n.status is Status.PENDING
+        assert n.max_retries == 3 and n.priority is Priority.NORMAL
+        assert n.id.version == 7 and n.created_at == clock.now()
+        assert [r.notification_id for r in store.outbox] == [n.id]
+        assert store.outbox[0].correlation_id == "c-1"
+        assert woken == [1]
+
+    async def test_future_schedule_is_stored_without_dispatch(self) -> None:
+        store, clock = FakeStore(), FakeClock()
+        n = await service(store, clock).create(
+            "t1",
+            NewNotification(Channel.SMS, "+14155550123", "x", scheduled_at=clock.now() + timedelta(hours=1)),
+        )
+        assert n.status is Status.SCHEDULED
+        assert store.outbox == []
+
+    async def test_invalid_input_raises_with_every_field_and_stores_nothing(self) -> None:
+        store = FakeStore()
+        with pytest.raises(ValidationFailed) as info:
+            await service(store, FakeClock()).create("t1", NewNotification(Channel.EMAIL, "nope", None))
+        assert [d.field for d in info.value.details] == ["recipient", "content"]
+        assert store.rows == {} and store.outbox == []
+
+    async def test_max_retries_follow_priority(self) -> None:
+        svc = service(FakeStore(), FakeClock())
+        high = await svc.create("t", NewNotification(Channel.PUSH, "tok", "x", priority=Priority.HIGH))
+        low = await svc.create("t", NewNotification(Channel.PUSH, "tok", "x", priority=Priority.LOW))
+        assert (high.max_retries, low.max_retries) == (5, 2)
+
+    async def test_duplicate_idempotency_key_conflicts(self) -> None:
+        svc = service(FakeStore(), FakeClock())
+        await svc.create("t", NewNotification(Channel.PUSH, "tok", "x", idempotency_key="k"))
+        with pytest.raises(Conflict):
+            await svc.create("t", NewNotification(Channel.PUSH, "tok", "x", idempotency_key="k"))
+
+
+class TestReadAndCancel:
+    async def test_other_tenants_do_not_see_it(self) -> None:
+        svc = service(FakeStore(), FakeClock())
+        n = await svc.create("t1", SMS)
+        assert (await svc.get("t1", n.id)).id == n.id
+        with pytest.raises(NotFound):
+            await svc.get("t2", n.id)
+
+    async def test_cancel_pending_then_cancel_again_conflicts(self) -> None:
+        svc = service(FakeStore(), FakeClock())
+        n = await svc.create("t1", SMS)
+        assert (await svc.cancel("t1", n.id)).status is Status.CANCELLED
+        with pytest.raises(IllegalTransition):
+            await svc.cancel("t1", n.id)
+
+
+def deliverer(store: FakeStore, provider: FakeProvider, clock: FakeClock) -> Deliverer:
+    return Deliverer(store, provider, clock, worker_id="w1", lease=timedelta(seconds=30))
+
+
+class TestDelivery:
+    async def test_success_stores_receipt(self) -> None:
+        store, clock, provider = FakeStore(), FakeClock(), FakeProvider("gw")
+        n = await service(store, clock).create("t", SMS, correlation_id="corr")
+        assert await deliverer(store, provider, clock).deliver(n.id) is DeliveryOutcome.DELIVERED
+        stored = store.rows[n.id]
+        assert stored.status is Status.DELIVERED and stored.provider_message_id == "msg-1"
+        assert stored.sent_at == clock.now() and stored.attempts == 1
+        sent = provider.sent[0]
+        assert (sent.to, sent.content, sent.attempt, sent.correlation_id) == (
+            "+14155550123",
+            "hello",
+            1,
+            "corr",
+        )
+
+    async def test_duplicate_record_is_skipped_and_not_sent_twice(self) -> None:
+        store, clock, provider = FakeStore(), FakeClock(), FakeProvider()
+        n = await service(store, clock).create("t", SMS)
+        d = deliverer(store, provider, clock)
+        await d.deliver(n.id)
+        assert await d.deliver(n.id) is DeliveryOutcome.SKIPPED
+        assert len(provider.sent) == 1
+
+    async def test_cancelled_is_never_sent(self) -> None:
+        store, clock, provider = FakeStore(), FakeClock(), FakeProvider()
+        svc = service(store, clock)
+        n = await svc.create("t", SMS)
+        await svc.cancel("t", n.id)
+        assert await deliverer(store, provider, clock).deliver(n.id) is DeliveryOutcome.SKIPPED
+        assert provider.sent == []
+
+    async def test_expired_is_never_sent(self) -> None:
+        store, clock, provider = FakeStore(), FakeClock(), FakeProvider()
+        n = await service(store, clock).create(
+            "t",
+            NewNotification(Channel.SMS, "+14155550123", "x", expires_at=clock.now() + timedelta(seconds=5)),
+        )
+        clock.advance(10)
+        assert await deliverer(store, provider, clock).deliver(n.id) is DeliveryOutcome.EXPIRED
+        assert store.rows[n.id].status is Status.EXPIRED and provider.sent == []
+
+    async def test_provider_refusal_is_stored_as_failed(self) -> None:
+        store, clock, provider = FakeStore(), FakeClock(), rejecting_provider()
+        n = await service(store, clock).create("t", SMS)
+        assert await deliverer(store, provider, clock).deliver(n.id) is DeliveryOutcome.FAILED
+        assert store.rows[n.id].status is Status.FAILED
+        assert "bad number" in (store.rows[n.id].error_message or "")
+
+    async def test_result_is_not_stored_over_a_recovered_lease(self) -> None:
+        store, clock = FakeStore(), FakeClock()
+        n = await service(store, clock).create("t", SMS)
+
+        class SlowProvider(FakeProvider):
+            async def send(self, message):  # type: ignore[no-untyped-def]
+                clock.advance(60)  # the lease (30 s) runs out while the provider answers
+                await store.recover_expired_leases(clock.now(), 10)
+                return await super().send(message)
+
+        outcome = await deliverer(store, SlowProvider(), clock).deliver(n.id)
+        assert outcome is DeliveryOutcome.CLAIM_LOST
+        assert store.rows[n.id].status is Status.PENDING
+
+
+class TestRelay:
+    async def test_drain_publishes_everything_in_batches_once(self) -> None:
+        store, clock, publisher = FakeStore(), FakeClock(), FakePublisher()
+        svc = service(store, clock)
+        for _ in range(7):
+            await svc.create("t", SMS)
+        relay = OutboxRelay(store, publisher, clock, batch_size=3, poll_interval_s=1, retention=timedelta(0))
+        assert await relay.drain() == 7
+        assert await relay.drain() == 0
+        assert len(publisher.published) == 7 and await store.backlog() == 0
+
+    async def test_failed_publish_leaves_records_for_the_next_pass(self) -> None:
+        store, clock, publisher = FakeStore(), FakeClock(), FakePublisher()
+        await service(store, clock).create("t", SMS)
+        publisher.fail_times = 1
+        relay = OutboxRelay(
+            store, publisher, clock, batch_size=10, poll_interval_s=0.01, retention=timedelta(0)
+        )
+        with pytest.raises(ConnectionError):
+            await relay.drain()
+        assert await store.backlog() == 1
+        stop = asyncio.Event()
+        task = asyncio.create_task(relay.run(stop))
+        for _ in range(100):
+            if publisher.published:
+                break
+            await asyncio.sleep(0.01)
+        stop.set()
+        await task
+        assert len(publisher.published) == 1 and await store.backlog() == 0
+
+
+class TestRecovery:
+    async def test_sweep_releases_due_schedules_and_dead_leases(self) -> None:
+        store, clock = FakeStore(), FakeClock()
+        svc = service(store, clock)
+        scheduled = await svc.create(
+            "t",
+            NewNotification(
+                Channel.SMS, "+14155550123", "x", scheduled_at=clock.now() + timedelta(seconds=5)
+            ),
+        )
+        stuck = await svc.create("t", SMS)
+        await deliverer(store, FakeProvider(), clock).deliver(stuck.id)  # delivered: not stuck
+        crashed = await svc.create("t", SMS)
+        await store.claim(crashed.id, Claim("dead-worker", clock.now() + timedelta(seconds=30)), clock.now())
+        woken: list[int] = []
+        recovery = Recovery(
+            store,
+            clock,
+            stale_pending=timedelta(minutes=2),
+            interval_s=1,
+            on_enqueued=lambda: woken.append(1),
+        )
+        assert (await recovery.sweep()).enqueued == 0
+        clock.advance(31)
+        result = await recovery.sweep()
+        assert (result.released, result.recovered) == (1, 1)
+        assert store.rows[scheduled.id].status is Status.PENDING
+        assert store.rows[crashed.id].status is Status.PENDING
+        assert woken == [1]
+
+
+def nid(i: int) -> UUID:
+    return uuid7_at(FakeClock().now(), random_bits=i)
+
+
+class TestDispatcher:
+    async def test_high_is_taken_before_a_low_backlog(self) -> None:
+        order: list[Priority] = []
+        gate = asyncio.Event()
+
+        async def handle(work: Work) -> None:
+            order.append(work.priority)
+            await gate.wait()
+
+        d = PriorityDispatcher(handle, concurrency=1, buffer_limit=100)
+        low, high = Partition("n.low", 0), Partition("n.high", 0)
+        for i in range(50):
+            d.offer(low, i, Priority.LOW, nid(i))
+        task = asyncio.create_task(d.run())
+        await asyncio.sleep(0.01)  # one low is now in flight, 49 wait
+        d.offer(high, 0, Priority.HIGH, nid(1000))
+        d.offer(Partition("n.normal", 0), 0, Priority.NORMAL, nid(1001))
+        gate.set()
+        while d.handled < 52:
+            await asyncio.sleep(0.005)
+        d.stop_taking()
+        await task
+        assert order[:3] == [Priority.LOW, Priority.HIGH, Priority.NORMAL]
+
+    async def test_concurrency_is_bounded(self) -> None:
+        running, peak = 0, 0
+
+        async def handle(work: Work) -> None:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.005)
+            running -= 1
+
+        d = PriorityDispatcher(handle, concurrency=4, buffer_limit=1000)
+        for i in range(40):
+            d.offer(Partition("t", i % 3), i, Priority.NORMAL, nid(i))
+        task = asyncio.create_task(d.run())
+        while d.handled < 40:
+            await asyncio.sleep(0.005)
+        d.stop_taking()
+        await task
+        assert peak == 4
+
+    async def test_commit_never_passes_an_unfinished_offset(self) -> None:
+        release: dict[int, asyncio.Event] = {i: asyncio.Event() for i in range(3)}
+
+        async def handle(work: Work) -> None:
+            await release[work.offset].wait()
+
+        d = PriorityDispatcher(handle, concurrency=3, buffer_limit=10)
+        p = Partition("t", 0)
+        for i in range(3):
+            d.offer(p, i, Priority.NORMAL, nid(i))
+        task = asyncio.create_task(d.run())
+        await asyncio.sleep(0.01)
+        assert d.commit_offsets() == {p: 0}
+        release[1].set()
+        release[2].set()
+        await asyncio.sleep(0.01)
+        assert d.commit_offsets() == {p: 0}  # offset 0 still in flight
+        release[0].set()
+        await asyncio.sleep(0.01)
+        offsets = d.commit_offsets()
+        assert offsets == {p: 3}
+        d.mark_committed(offsets)
+        assert d.commit_offsets() == {}
+        d.stop_taking()
+        await task
+
+    async def test_a_failing_handler_is_retried_until_it_stores(self) -> None:
+        calls = 0
+
+        async def handle(work: Work) -> None:
+            nonlocal calls
+            calls += 1
+            if calls < 3:
+                raise ConnectionError("database down")
+
+        d = PriorityDispatcher(handle, concurrency=1, buffer_limit=10, retry_delay_s=0.001)
+        p = Partition("t", 0)
+        d.offer(p, 0, Priority.NORMAL, nid(0))
+        task = asyncio.create_task(d.run())
+        while d.handled < 1:
+            await asyncio.sleep(0.005)
+        assert calls == 3 and d.commit_offsets() == {p: 1}
+        d.stop_taking()
+        await task
+
+    async def test_unreadable_records_are_acknowledged_without_handling(self) -> None:
+        handled: list[Work] = []
+
+        async def handle(work: Work) -> None:
+            handled.append(work)
+
+        d = PriorityDispatcher(handle, concurrency=1, buffer_limit=10)
+        p = Partition("t", 0)
+        d.offer(p, 0, Priority.NORMAL, None)
+        task = asyncio.create_task(d.run())
+        while d.handled < 1:
+            await asyncio.sleep(0.005)
+        assert handled == [] and d.commit_offsets() == {p: 1}
+        d.stop_taking()
+        await task
+
+    async def test_revoked_partitions_drop_buffered_work(self) -> None:
+        async def handle(work: Work) -> None:
+            await asyncio.sleep(1)
+
+        d = PriorityDispatcher(handle, concurrency=1, buffer_limit=10)
+        a, b = Partition("t", 0), Partition("t", 1)
+        for i in range(3):
+            d.offer(a, i, Priority.LOW, nid(i))
+            d.offer(b, i, Priority.LOW, nid(10 + i))
+        d.revoke([a])
+        assert d.buffered(Priority.LOW) == 3
+        assert set(d.commit_offsets()) == {b}
+        assert d.is_full(Priority.LOW) is False
+
+    async def test_drain_cancels_what_outlives_the_grace(self) -> None:
+        async def handle(work: Work) -> None:
+            await asyncio.sleep(10)
+
+        d = PriorityDispatcher(handle, concurrency=2, buffer_limit=10)
+        p = Partition("t", 0)
+        d.offer(p, 0, Priority.NORMAL, nid(0))
+        task = asyncio.create_task(d.run())
+        await asyncio.sleep(0.01)
+        d.stop_taking()
+        assert await d.drain(0.05) == 1
+        await task
+        assert d.commit_offsets() == {p: 0}  # the cut delivery is read again by the next owner
+
+
+async def test_transient_errors_are_retriable_and_permanent_are_not() -> None:
+    assert TransientProviderError("x").retriable is True
+    assert rejecting_provider().script[0].retriable is False  # type: ignore[union-attr]
