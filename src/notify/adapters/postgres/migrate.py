@@ -29,11 +29,14 @@ def apply_migrations(database_url: str) -> list[str]:
     from yoyo import get_backend, read_migrations
 
     backend = get_backend(_yoyo_url(database_url))
-    migrations = read_migrations(str(migrations_dir()))
-    with backend.lock():
-        pending = backend.to_apply(migrations)
-        backend.apply_migrations(pending)
-    return [m.id for m in pending]
+    try:
+        migrations = read_migrations(str(migrations_dir()))
+        with backend.lock():
+            pending = backend.to_apply(migrations)
+            backend.apply_migrations(pending)
+        return [m.id for m in pending]
+    finally:
+        backend.connection.close()  # yoyo keeps it open; an idle session blocks CREATE DATABASE ... TEMPLATE
 
 
 async def ensure_database(database_url: str) -> bool:
