@@ -171,8 +171,9 @@ class Stack:
             return r.status, await r.json()
 
     async def send_sms(self, content: str = "hello", **fields: Any) -> dict[str, Any]:
-        status, body = await self.post({"channel": "sms", "recipient": "+14155550123", "content": content,
-                                        **fields})
+        status, body = await self.post(
+            {"channel": "sms", "recipient": "+14155550123", "content": content, **fields}
+        )
         assert status == 201, body
         return body  # type: ignore[no-any-return]
 
@@ -212,7 +213,9 @@ class Stack:
 
 
 @pytest.fixture
-async def stack(database_url: str, broker: TansuBroker, topic_prefix: str, tmp_path: Path) -> AsyncIterator[Stack]:
+async def stack(
+    database_url: str, broker: TansuBroker, topic_prefix: str, tmp_path: Path
+) -> AsyncIterator[Stack]:
     s = Stack(database_url, broker.bootstrap_servers, topic_prefix, tmp_path)
     try:
         yield s

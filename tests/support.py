@@ -18,7 +18,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 async def eventually(
-    predicate: Callable[[], Awaitable[Any]], *, timeout_s: float = 15.0, interval_s: float = 0.05, what: str = ""
+    predicate: Callable[[], Awaitable[Any]],
+    *,
+    timeout_s: float = 15.0,
+    interval_s: float = 0.05,
+    what: str = "",
 ) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail with ``what`` after ``timeout_s``.
     A bound on waiting, not an assertion about speed."""
@@ -29,7 +33,9 @@ async def eventually(
         if last:
             return last
         await asyncio.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what or predicate}; last value: {last!r}")
+    raise AssertionError(
+        f"timed out after {timeout_s}s waiting for {what or predicate}; last value: {last!r}"
+    )
 
 
 class NotifyProcess:

@@ -97,7 +97,9 @@ async def test_relay_puts_each_notification_on_its_priority_topic(
             "t", NewNotification(Channel.PUSH, "tok", "x", priority=priority), correlation_id=f"c-{priority}"
         )
         made[n.id] = n
-    relay = OutboxRelay(outbox, publisher, SystemClock(), batch_size=10, poll_interval_s=1, retention=timedelta(0))
+    relay = OutboxRelay(
+        outbox, publisher, SystemClock(), batch_size=10, poll_interval_s=1, retention=timedelta(0)
+    )
     assert await relay.drain() == 3
     assert await outbox.backlog() == 0
     records = await consume_all(broker.bootstrap_servers, created_topics, 3)
@@ -121,7 +123,9 @@ async def test_concurrent_relays_publish_each_record_once(
     for i in range(600):
         await service.create("t", NewNotification(Channel.PUSH, f"tok{i}", "x", priority=Priority.LOW))
     relays = [
-        OutboxRelay(outbox, publisher, SystemClock(), batch_size=50, poll_interval_s=1, retention=timedelta(0))
+        OutboxRelay(
+            outbox, publisher, SystemClock(), batch_size=50, poll_interval_s=1, retention=timedelta(0)
+        )
         for _ in range(4)
     ]
     sent = await asyncio.gather(*(r.drain() for r in relays))

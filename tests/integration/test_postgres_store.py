@@ -105,7 +105,9 @@ class TestList:
             channel = Channel.EMAIL if i % 5 == 0 else Channel.SMS
             recipient = f"user{i}@example.com" if channel is Channel.EMAIL else "+14155550123"
             priority = Priority.HIGH if i % 2 else Priority.LOW
-            created.append(await service.create("t1", sms(channel=channel, recipient=recipient, priority=priority)))
+            created.append(
+                await service.create("t1", sms(channel=channel, recipient=recipient, priority=priority))
+            )
         await service.create("t2", sms())  # another tenant's: never listed
 
         seen: list[Notification] = []
@@ -222,7 +224,9 @@ class TestTransitions:
         assert await store.claim(n.id, mine, clock.now())
         assert not await store.record_delivered(n.id, Claim("w2#1", mine.lease_until), clock.now(), "p", "m")
         assert await store.record_delivered(n.id, mine, clock.now(), "p", "m-1")
-        assert not await store.record_failed(n.id, mine, clock.now(), "p", "late")  # delivered stays delivered
+        assert not await store.record_failed(
+            n.id, mine, clock.now(), "p", "late"
+        )  # delivered stays delivered
         final = await store.get("t1", n.id)
         assert final is not None
         assert (final.status, final.provider_message_id, final.sent_at) == (Status.DELIVERED, "m-1", T0)
@@ -255,16 +259,24 @@ class TestTransitions:
     ) -> None:
         await service.create("t1", sms())
         assert await store.requeue_stale_pending(T0 - timedelta(seconds=1), T0, 10) == 0
-        assert await store.requeue_stale_pending(T0 + timedelta(seconds=1), T0 + timedelta(minutes=5), 10) == 1
-        assert await store.requeue_stale_pending(T0 + timedelta(seconds=1), T0 + timedelta(minutes=5), 10) == 0
+        assert (
+            await store.requeue_stale_pending(T0 + timedelta(seconds=1), T0 + timedelta(minutes=5), 10) == 1
+        )
+        assert (
+            await store.requeue_stale_pending(T0 + timedelta(seconds=1), T0 + timedelta(minutes=5), 10) == 0
+        )
         assert len(await outbox_rows(pool)) == 2
 
 
 async def test_check_constraints_guard_the_table(pool: asyncpg.Pool) -> None:
     insert = """INSERT INTO notifications (id, tenant_id, channel, recipient, content, priority, status,
                 max_retries, created_at, updated_at) VALUES ($1, 't', $2, 'r', $3, 'normal', $4, 3, now(), now())"""
-    for channel, content, status in [("fax", "x", "pending"), ("sms", "x" * 1601, "pending"),
-                                     ("sms", "x", "sent"), ("sms", "x", "processing")]:
+    for channel, content, status in [
+        ("fax", "x", "pending"),
+        ("sms", "x" * 1601, "pending"),
+        ("sms", "x", "sent"),
+        ("sms", "x", "processing"),
+    ]:
         with pytest.raises(asyncpg.CheckViolationError):
             await pool.execute(insert, uuid4(), channel, content, status)
 

@@ -360,3 +360,26 @@ class TestDispatcher:
 async def test_transient_errors_are_retriable_and_permanent_are_not() -> None:
     assert TransientProviderError("x").retriable is True
     assert rejecting_provider().script[0].retriable is False  # type: ignore[union-attr]
+
+
+async def test_no_delivery_starts_after_stop_taking() -> None:
+    started: list[int] = []
+    gate = asyncio.Event()
+
+    async def handle(work: Work) -> None:
+        started.append(work.offset)
+        await gate.wait()
+
+    d = PriorityDispatcher(handle, concurrency=2, buffer_limit=10)
+    p = Partition("t", 0)
+    for i in range(6):
+        d.offer(p, i, Priority.NORMAL, nid(i))
+    task = asyncio.create_task(d.run())
+    await asyncio.sleep(0.01)
+    assert started == [0, 1]
+    d.stop_taking()
+    gate.set()  # the two in flight finish and free their slots
+    assert await d.drain(1.0) == 0
+    await asyncio.wait_for(task, 1.0)
+    assert started == [0, 1]
+    assert d.commit_offsets() == {p: 2}

@@ -146,14 +146,14 @@ class PriorityDispatcher:
 
     async def run(self) -> None:
         """Start deliveries until :meth:`stop_taking` is called."""
-        while self._taking:
+        while True:
             await self._slots.acquire()
-            work = self._take()
+            work = self._take() if self._taking else None
             while work is None and self._taking:
                 self._work_ready.clear()
                 await self._work_ready.wait()
-                work = self._take()
-            if work is None:
+                work = self._take() if self._taking else None
+            if work is None:  # stopping: what is still buffered stays uncommitted for the next owner
                 self._slots.release()
                 return
             task = asyncio.create_task(self._run_one(work))
