@@ -1,5 +1,6 @@
-"""End to end: `notify sandbox`, `notify api` and `notify worker` as real subprocesses, on real PostgreSQL and a
-real Tansu broker. Each test has its own database, topics and consumer group (see tests/conftest.py)."""
+"""End to end: `notify sandbox`, `notify api` and `notify worker` as real subprocesses, on real
+PostgreSQL and a real Tansu broker. Each test has its own database, topics and consumer group
+(see tests/conftest.py)."""
 
 from __future__ import annotations
 

@@ -270,7 +270,8 @@ class TestTransitions:
 
 async def test_check_constraints_guard_the_table(pool: asyncpg.Pool) -> None:
     insert = """INSERT INTO notifications (id, tenant_id, channel, recipient, content, priority, status,
-                max_retries, created_at, updated_at) VALUES ($1, 't', $2, 'r', $3, 'normal', $4, 3, now(), now())"""
+                max_retries, created_at, updated_at)
+                VALUES ($1, 't', $2, 'r', $3, 'normal', $4, 3, now(), now())"""
     for channel, content, status in [
         ("fax", "x", "pending"),
         ("sms", "x" * 1601, "pending"),
