@@ -11,7 +11,8 @@ retry and a permanent failure.
     │   └── IllegalTransition       a status change the status machine does not allow
     ├── Unavailable                 a dependency is down; try again later                     (503, retriable)
     └── ProviderError               a delivery attempt did not succeed
-        ├── TransientProviderError  timeout, connection error, 429, 5xx, open breaker      (retriable)
+        ├── TransientProviderError  timeout, connection error, 429, 5xx                   (retriable)
+        │   └── CircuitOpen         the breaker is open: no call was made                    (retriable)
         └── PermanentProviderError  the provider refused the message for good
 """
 
@@ -99,3 +100,10 @@ class TransientProviderError(ProviderError):
 class PermanentProviderError(ProviderError):
     code = "provider_permanent"
     retriable = False
+
+
+class CircuitOpen(TransientProviderError):
+    """The provider's circuit breaker is open (or its half-open trial calls are all taken): the call was not
+    made. Never a reason to fail a notification; it waits or fails over."""
+
+    code = "circuit_open"
