@@ -7,10 +7,27 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from notify.domain.errors import Conflict, IllegalTransition, NotFound, PermanentProviderError, ProviderError
-from notify.domain.model import Notification, Status, can_transition
+from notify.domain.errors import (
+    CircuitOpen,
+    Conflict,
+    IllegalTransition,
+    NotFound,
+    PermanentProviderError,
+    ProviderError,
+)
+from notify.domain.model import Channel, Notification, Status, can_transition
 from notify.ports.provider import ProviderMessage, ProviderReceipt
-from notify.ports.store import Claim, ListQuery, OutboxRecord, Page, Publish
+from notify.ports.store import (
+    AttemptRecord,
+    Claim,
+    DeadLetterQuery,
+    DeliveryResult,
+    ListQuery,
+    OutboxKind,
+    OutboxRecord,
+    Page,
+    Publish,
+)
 
 
 class FakeClock:
@@ -32,13 +49,16 @@ class FakeStore:
         self.leases: dict[UUID, Claim] = {}
         self.outbox: list[OutboxRecord] = []
         self.published_ids: set[int] = set()
-        self.fail_next_publish = False
+        self.ledger: dict[UUID, list[AttemptRecord]] = {}
+        self.parked: set[UUID] = set()
+        self.paused: set[str] = set()
+        self.released: set[UUID] = set()
 
     # --- NotificationStore ---
 
-    def _enqueue(self, n: Notification, now: datetime) -> None:
+    def _enqueue(self, n: Notification, now: datetime, kind: OutboxKind = OutboxKind.DISPATCH) -> None:
         self.outbox.append(
-            OutboxRecord(len(self.outbox) + 1, n.id, n.priority, n.channel, n.correlation_id, now)
+            OutboxRecord(len(self.outbox) + 1, n.id, n.priority, n.channel, n.correlation_id, now, kind)
         )
 
     async def create(self, notifications: Sequence[Notification]) -> None:
@@ -55,7 +75,7 @@ class FakeStore:
         n = self.rows.get(notification_id)
         return n if n and n.tenant_id == tenant_id else None
 
-    async def list(self, query: ListQuery) -> Page:
+    async def search(self, query: ListQuery) -> Page:
         items = sorted(
             (n for n in self.rows.values() if n.tenant_id == query.tenant_id),
             key=lambda n: n.id,
@@ -81,10 +101,12 @@ class FakeStore:
         n = self.rows.get(notification_id)
         if n is None or n.status not in (Status.PENDING, Status.RETRYING):
             return None
+        if n.status is Status.RETRYING and n.next_attempt_at is not None and n.next_attempt_at > now:
+            return None
         if n.expires_at is not None and n.expires_at <= now:
             self.rows[n.id] = n.transition(Status.EXPIRED, now)
             return self.rows[n.id]
-        self.rows[n.id] = n.transition(Status.PROCESSING, now, attempts=n.attempts + 1)
+        self.rows[n.id] = n.transition(Status.PROCESSING, now, next_attempt_at=None)
         self.leases[n.id] = claim
         return self.rows[n.id]
 
@@ -92,29 +114,95 @@ class FakeStore:
         n = self.rows.get(notification_id)
         return n is not None and n.status is Status.PROCESSING and self.leases.get(notification_id) == claim
 
-    async def record_delivered(
-        self, notification_id: UUID, claim: Claim, now: datetime, provider: str, provider_message_id: str
+    async def record_result(
+        self, notification_id: UUID, claim: Claim, now: datetime, result: DeliveryResult
     ) -> bool:
         if not self._holds(notification_id, claim):
             return False
         n = self.rows[notification_id]
         self.rows[n.id] = n.transition(
-            Status.DELIVERED, now, provider=provider, provider_message_id=provider_message_id, sent_at=now
+            result.status,
+            now,
+            attempts=n.attempts + (1 if result.calls else 0),
+            provider=result.provider or n.provider,
+            provider_message_id=result.provider_message_id,
+            error_message=result.error,
+            next_attempt_at=result.next_attempt_at,
+            sent_at=now if result.status is Status.DELIVERED else None,
+            failed_at=now if result.status is Status.FAILED else None,
         )
+        self.ledger.setdefault(n.id, []).extend(result.calls)
+        if result.status is Status.FAILED:
+            self._enqueue(n, now, OutboxKind.DEAD_LETTER)
         del self.leases[n.id]
         return True
 
-    async def record_failed(
-        self, notification_id: UUID, claim: Claim, now: datetime, provider: str | None, error: str
-    ) -> bool:
-        if not self._holds(notification_id, claim):
-            return False
-        n = self.rows[notification_id]
-        self.rows[n.id] = n.transition(
-            Status.FAILED, now, provider=provider, error_message=error, failed_at=now
+    async def park(self, notification_id: UUID, now: datetime) -> None:
+        self.parked.add(notification_id)
+
+    async def attempts(self, tenant_id: str, notification_id: UUID) -> list[AttemptRecord] | None:
+        if await self.get(tenant_id, notification_id) is None:
+            return None
+        return list(self.ledger.get(notification_id, []))
+
+    async def dead_letters(self, query: DeadLetterQuery) -> Page:
+        items = [
+            n for n in self.rows.values() if n.tenant_id == query.tenant_id and n.status is Status.FAILED
+        ]
+        return Page(sorted(items, key=lambda n: n.id, reverse=True)[: query.page_size], None)
+
+    async def replay(self, tenant_id: str, notification_id: UUID, now: datetime) -> Notification:
+        n = await self.get(tenant_id, notification_id)
+        if n is None:
+            raise NotFound("not found")
+        replayed = n.transition(
+            Status.PENDING, now, attempt_base=n.attempts, error_message=None, failed_at=None
         )
-        del self.leases[n.id]
-        return True
+        self.rows[n.id] = replayed
+        self._enqueue(replayed, now)
+        return replayed
+
+    async def replay_dead_letters(self, query: DeadLetterQuery, now: datetime, dry_run: bool) -> int:
+        page = await self.dead_letters(query)
+        if not dry_run:
+            for n in page.items:
+                await self.replay(n.tenant_id, n.id, now)
+        return len(page.items)
+
+    async def set_paused(self, channel: Channel | None, paused: bool, now: datetime) -> None:
+        scope = channel.value if channel else "*"
+        if channel is None and not paused:
+            self.paused.clear()
+        elif paused:
+            self.paused.add(scope)
+        else:
+            self.paused.discard(scope)
+
+    async def paused_channels(self) -> set[str]:
+        return set(self.paused)
+
+    async def release_due_retries(self, now: datetime, limit: int, stale_before: datetime) -> int:
+        due = [
+            n
+            for n in self.rows.values()
+            if n.status is Status.RETRYING
+            and n.next_attempt_at
+            and n.next_attempt_at <= now
+            and n.id not in self.released
+        ][:limit]
+        for n in due:
+            self.released.add(n.id)
+            self._enqueue(n, now)
+        return len(due)
+
+    async def requeue_parked(self, now: datetime, limit: int) -> int:
+        if "*" in self.paused:
+            return 0
+        ready = [i for i in self.parked if self.rows[i].channel.value not in self.paused][:limit]
+        for i in ready:
+            self.parked.discard(i)
+            self._enqueue(self.rows[i], now)
+        return len(ready)
 
     async def release_due_scheduled(self, now: datetime, limit: int) -> int:
         due = [
@@ -193,3 +281,34 @@ def rejecting_provider() -> FakeProvider:
 
 def replace(n: Notification, **changes: object) -> Notification:
     return dataclasses.replace(n, **changes)  # type: ignore[arg-type]
+
+
+class FakeBreaker:
+    """A breaker that is open when told to be, and counts what it let through."""
+
+    def __init__(self, name: str = "fake", *, open_for_s: float | None = None) -> None:
+        self.name = name
+        self.open_for_s = open_for_s
+        self.calls = 0
+
+    @property
+    def state(self) -> str:
+        return "open" if self.open_for_s is not None else "closed"
+
+    def retry_after_s(self) -> float:
+        return self.open_for_s or 0.0
+
+    async def call(self, fn):  # type: ignore[no-untyped-def]
+        if self.open_for_s is not None:
+            raise CircuitOpen(f"{self.name} is open", retry_after_s=self.open_for_s)
+        self.calls += 1
+        return await fn()
+
+
+class FakeLimiter:
+    def __init__(self) -> None:
+        self.acquired: list[str] = []
+
+    async def acquire(self, key: str) -> float:
+        self.acquired.append(key)
+        return 0.0

@@ -22,12 +22,14 @@ from notify.adapters.kafka.topics import ensure_topics
 from notify.adapters.postgres.pool import create_pool
 from notify.adapters.postgres.store import PgNotificationStore, PgOutbox
 from notify.adapters.provider.http import HttpProvider
-from notify.app.delivery import Deliverer
+from notify.adapters.resilience import AioCircuitBreaker, ChannelRateLimiter
+from notify.app.delivery import Deliverer, PauseCache, Route
 from notify.app.dispatcher import PriorityDispatcher, Work
 from notify.app.notifications import NotificationService
 from notify.app.recovery import Recovery
 from notify.app.relay import OutboxRelay
-from notify.domain.model import Priority
+from notify.domain.model import Channel, Priority
+from notify.domain.retry import RetryPolicy
 from notify.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ def build_api_app(settings: Settings) -> web.Application:
         await producer.start()
         relay = OutboxRelay(
             PgOutbox(pool),
-            KafkaDispatchPublisher(producer, settings.topic_for_priority),
+            KafkaDispatchPublisher(producer, settings.topic_for_priority, settings.dead_letter_topic),
             clock,
             batch_size=settings.outbox_batch_size,
             poll_interval_s=settings.outbox_poll_interval_s,
@@ -71,6 +73,7 @@ def build_api_app(settings: Settings) -> web.Application:
         service = NotificationService(
             PgNotificationStore(pool),
             clock,
+            max_retries=max_retries(settings),
             on_enqueued=relay.wake if settings.outbox_relay_enabled else None,
         )
 
@@ -108,6 +111,33 @@ async def serve_api(settings: Settings, stop: asyncio.Event) -> None:
         await runner.cleanup()
 
 
+def max_retries(settings: Settings) -> dict[Priority, int]:
+    return {
+        Priority.HIGH: settings.max_retries_high,
+        Priority.NORMAL: settings.max_retries_normal,
+        Priority.LOW: settings.max_retries_low,
+    }
+
+
+def build_routes(settings: Settings, http: aiohttp.ClientSession) -> dict[Channel, list[Route]]:
+    """Each channel's providers in failover order, each behind its own breaker (per channel and provider)."""
+    return {
+        channel: [
+            Route(
+                HttpProvider(p.name, p.url, http, timeout_s=p.timeout_s, hmac_secret=p.hmac_secret),
+                AioCircuitBreaker(
+                    f"{channel.value}:{p.name}",
+                    fail_max=settings.breaker_fail_max,
+                    reset_timeout_s=settings.breaker_reset_s,
+                    half_open_max_calls=settings.breaker_half_open_calls,
+                ),
+            )
+            for p in settings.providers_for(channel.value)
+        ]
+        for channel in Channel
+    }
+
+
 def _worker_id(settings: Settings) -> str:
     return settings.worker_id or f"{socket.gethostname()}:{os.getpid()}"
 
@@ -137,7 +167,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         # keeps flowing while no API process runs.
         relay = OutboxRelay(
             PgOutbox(pool),
-            KafkaDispatchPublisher(producer, settings.topic_for_priority),
+            KafkaDispatchPublisher(producer, settings.topic_for_priority, settings.dead_letter_topic),
             clock,
             batch_size=settings.outbox_batch_size,
             poll_interval_s=settings.outbox_poll_interval_s,
@@ -150,19 +180,30 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             interval_s=settings.recovery_interval_s,
             on_enqueued=relay.wake,
         )
-        provider = HttpProvider(
-            settings.provider_name, settings.provider_url, http, timeout_s=settings.provider_timeout_s
-        )
         deliverer = Deliverer(
-            store, provider, clock, worker_id=worker_id, lease=timedelta(seconds=settings.worker_lease_s)
+            store,
+            build_routes(settings, http),
+            clock,
+            worker_id=worker_id,
+            lease=timedelta(seconds=settings.worker_lease_s),
+            policy=RetryPolicy(
+                base_s=settings.retry_base_s,
+                cap_s=settings.retry_cap_s,
+                max_retries=max_retries(settings),
+            ),
+            limiter=ChannelRateLimiter(settings.rate_limits()),
+            pauses=PauseCache(store.paused_channels, clock, settings.pause_refresh_s),
         )
 
         async def handle(work: Work) -> None:
             assert work.notification_id is not None
-            await deliverer.deliver(work.notification_id)
+            await deliverer.deliver(work.notification_id, work.channel)
 
         dispatcher = PriorityDispatcher(
-            handle, concurrency=settings.worker_concurrency, buffer_limit=settings.worker_buffer_per_priority
+            handle,
+            concurrency=settings.worker_concurrency,
+            per_channel_limit=settings.worker_concurrency_per_channel,
+            buffer_limit=settings.worker_buffer_per_priority,
         )
         consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -176,7 +217,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             request_timeout_ms=max(40_000, settings.kafka_session_timeout_ms + 5_000),
             max_poll_interval_ms=300_000,
         )
-        priority_of = {settings.topic_for_priority(p.value): p for p in Priority}
+        priority_of = {settings.topic_for_priority(p.value): p for p in Priority}  # not the DLQ
         loop = PriorityConsumerLoop(
             consumer,
             dispatcher,

@@ -8,8 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ProviderSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    url: str = Field(min_length=1)
+    timeout_s: float = Field(10.0, gt=0)
+    hmac_secret: str | None = None
 
 
 class Settings(BaseSettings):
@@ -44,20 +53,42 @@ class Settings(BaseSettings):
     # --- worker -----------------------------------------------------------------------------------------
     worker_id: str = ""  # defaults to host:pid
     worker_concurrency: int = Field(32, ge=1, description="deliveries in flight at once")
+    worker_concurrency_per_channel: int = Field(
+        24, ge=1, description="of those, at most this many for one channel (a slow channel spares the rest)"
+    )
     worker_buffer_per_priority: int = Field(
         256, ge=1, description="records fetched ahead per priority before its partitions are paused"
     )
     worker_lease_s: float = Field(60.0, gt=0, description="a claim older than this is recovered")
     worker_shutdown_grace_s: float = Field(10.0, ge=0)
     worker_commit_interval_s: float = Field(0.2, gt=0)
-    recovery_interval_s: float = Field(1.0, gt=0)
+    recovery_interval_s: float = Field(0.5, gt=0, description="scheduler: due sends, due retries, leases")
     # A pending notification not claimed for this long is re-enqueued (covers records a broker lost).
     stale_pending_s: float = Field(120.0, gt=0)
 
-    # --- provider ---------------------------------------------------------------------------------------
+    # --- providers --------------------------------------------------------------------------------------
+    # The ordered provider list per channel (primary first), as JSON:
+    #   {"sms": [{"name": "a", "url": "http://...", "timeout_s": 5, "hmac_secret": "..."}, {...}], ...}
+    # A channel left out uses the single provider below.
+    providers: dict[str, list[ProviderSettings]] = Field(default_factory=dict)
     provider_name: str = "sandbox"
     provider_url: str = "http://127.0.0.1:9100/send"
     provider_timeout_s: float = Field(10.0, gt=0)
+
+    # --- delivery policy --------------------------------------------------------------------------------
+    retry_base_s: float = Field(1.0, gt=0)
+    retry_cap_s: float = Field(300.0, gt=0)
+    max_retries_high: int = Field(5, ge=0)
+    max_retries_normal: int = Field(3, ge=0)
+    max_retries_low: int = Field(2, ge=0)
+    breaker_fail_max: int = Field(5, ge=1, description="consecutive transient failures that open a breaker")
+    breaker_reset_s: float = Field(30.0, gt=0, description="how long a breaker stays open before a trial")
+    breaker_half_open_calls: int = Field(1, ge=1, description="trial calls allowed while half-open")
+    # Token bucket per channel, messages per second; unset = unlimited.
+    rate_limit_sms: float | None = Field(None, gt=0)
+    rate_limit_email: float | None = Field(None, gt=0)
+    rate_limit_push: float | None = Field(None, gt=0)
+    pause_refresh_s: float = Field(0.5, gt=0, description="how often workers re-read pause/resume")
 
     # --- sandbox provider -------------------------------------------------------------------------------
     sandbox_host: str = "127.0.0.1"
@@ -71,8 +102,26 @@ class Settings(BaseSettings):
         return f"{self.kafka_topic_prefix}.{priority}"
 
     @property
-    def all_topics(self) -> list[str]:
+    def dead_letter_topic(self) -> str:
+        return f"{self.kafka_topic_prefix}.dlq"
+
+    @property
+    def priority_topics(self) -> list[str]:
         return [self.topic_for_priority(p) for p in ("high", "normal", "low")]
+
+    @property
+    def all_topics(self) -> list[str]:
+        return [*self.priority_topics, self.dead_letter_topic]
+
+    def providers_for(self, channel: str) -> list[ProviderSettings]:
+        return self.providers.get(channel) or [
+            ProviderSettings(
+                name=self.provider_name, url=self.provider_url, timeout_s=self.provider_timeout_s
+            )
+        ]
+
+    def rate_limits(self) -> dict[str, float | None]:
+        return {"sms": self.rate_limit_sms, "email": self.rate_limit_email, "push": self.rate_limit_push}
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -13,10 +13,38 @@ from notify.adapters.postgres.store import PgNotificationStore, PgOutbox
 from notify.app.notifications import NewNotification, NotificationService
 from notify.domain.errors import Conflict, IllegalTransition, NotFound
 from notify.domain.model import Channel, Notification, Priority, Status
-from notify.ports.store import Claim, ListQuery, OutboxRecord
+from notify.ports.store import (
+    AttemptOutcome,
+    AttemptRecord,
+    Claim,
+    DeadLetterQuery,
+    DeliveryResult,
+    ListQuery,
+    OutboxRecord,
+)
 from tests.fakes import FakeClock
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def call(
+    outcome: AttemptOutcome, attempt: int = 1, provider: str = "p", status: int | None = None
+) -> AttemptRecord:
+    return AttemptRecord(
+        attempt,
+        provider,
+        T0,
+        T0 + timedelta(milliseconds=12),
+        outcome,
+        status,
+        None if outcome is AttemptOutcome.DELIVERED else f"HTTP {status}",
+    )
+
+
+def delivered(message_id: str) -> DeliveryResult:
+    return DeliveryResult(
+        Status.DELIVERED, [call(AttemptOutcome.DELIVERED)], provider="p", provider_message_id=message_id
+    )
 
 
 def sms(**kw: object) -> NewNotification:
@@ -113,25 +141,25 @@ class TestList:
         seen: list[Notification] = []
         after = None
         while True:
-            page = await store.list(ListQuery("t1", page_size=10, after_id=after))
+            page = await store.search(ListQuery("t1", page_size=10, after_id=after))
             seen += page.items
             after = page.next_after_id
             if after is None:
                 break
         assert [n.id for n in seen] == [n.id for n in reversed(created)]
 
-        emails = await store.list(ListQuery("t1", channel=Channel.EMAIL))
+        emails = await store.search(ListQuery("t1", channel=Channel.EMAIL))
         assert {n.id for n in emails.items} == {n.id for n in created if n.channel is Channel.EMAIL}
-        high = await store.list(ListQuery("t1", priority=Priority.HIGH, page_size=100))
+        high = await store.search(ListQuery("t1", priority=Priority.HIGH, page_size=100))
         assert len(high.items) == 12
-        by_recipient = await store.list(ListQuery("t1", recipient="user10@example.com"))
+        by_recipient = await store.search(ListQuery("t1", recipient="user10@example.com"))
         assert [n.id for n in by_recipient.items] == [created[10].id]
-        window = await store.list(
+        window = await store.search(
             ListQuery("t1", date_from=created[3].created_at, date_to=created[6].created_at, page_size=100)
         )
         assert [n.id for n in window.items] == [n.id for n in reversed(created[3:7])]
         await service.cancel("t1", created[0].id)
-        cancelled = await store.list(ListQuery("t1", status=Status.CANCELLED))
+        cancelled = await store.search(ListQuery("t1", status=Status.CANCELLED))
         assert [n.id for n in cancelled.items] == [created[0].id]
 
     async def test_every_list_query_is_served_by_an_index(
@@ -153,7 +181,7 @@ class TestList:
             await conn.execute("SET enable_seqscan = off")
             explaining = _ExplainingPool(conn)
             for q in queries:
-                await PgNotificationStore(explaining).list(q)  # type: ignore[arg-type]
+                await PgNotificationStore(explaining).search(q)  # type: ignore[arg-type]
         for q, plan in zip(queries, explaining.plans, strict=True):
             assert "Seq Scan" not in plan, (q, plan)
 
@@ -193,7 +221,8 @@ class TestTransitions:
         results = await asyncio.gather(*(store.claim(n.id, c, clock.now()) for c in claims))
         winners = [r for r in results if r is not None]
         assert len(winners) == 1
-        assert winners[0].status is Status.PROCESSING and winners[0].attempts == 1
+        assert winners[0].status is Status.PROCESSING
+        assert winners[0].attempts == 0  # counted when the round's result is stored
 
     async def test_cancel_racing_claim_never_lets_both_win(
         self, service: NotificationService, store: PgNotificationStore, clock: FakeClock
@@ -222,11 +251,12 @@ class TestTransitions:
         n = await service.create("t1", sms())
         mine = Claim("w1#1", T0 + timedelta(seconds=30))
         assert await store.claim(n.id, mine, clock.now())
-        assert not await store.record_delivered(n.id, Claim("w2#1", mine.lease_until), clock.now(), "p", "m")
-        assert await store.record_delivered(n.id, mine, clock.now(), "p", "m-1")
-        assert not await store.record_failed(
-            n.id, mine, clock.now(), "p", "late"
-        )  # delivered stays delivered
+        assert not await store.record_result(
+            n.id, Claim("w2#1", mine.lease_until), clock.now(), delivered("m")
+        )
+        assert await store.record_result(n.id, mine, clock.now(), delivered("m-1"))
+        late = DeliveryResult(Status.FAILED, [], error="late")
+        assert not await store.record_result(n.id, mine, clock.now(), late)  # delivered stays delivered
         final = await store.get("t1", n.id)
         assert final is not None
         assert (final.status, final.provider_message_id, final.sent_at) == (Status.DELIVERED, "m-1", T0)
@@ -252,7 +282,9 @@ class TestTransitions:
         recovered = await store.get("t1", n.id)
         assert recovered is not None and recovered.status is Status.PENDING
         assert len(await outbox_rows(pool)) == 2  # the original dispatch and the recovery
-        assert not await store.record_delivered(n.id, Claim("dead", T0 + timedelta(seconds=30)), T0, "p", "m")
+        assert not await store.record_result(
+            n.id, Claim("dead", T0 + timedelta(seconds=30)), T0, delivered("m")
+        )
 
     async def test_stale_pending_is_requeued(
         self, service: NotificationService, store: PgNotificationStore, pool: asyncpg.Pool
@@ -305,3 +337,96 @@ async def test_outbox_relay_marks_only_what_was_published(
     assert await outbox.relay_batch(10, ok, clock.now()) == 2  # type: ignore[arg-type]
     assert len({r.id for r in sent}) == 5
     assert await outbox.purge_published(clock.now() + timedelta(seconds=1)) == 5
+
+
+class TestDeliveryEngine:
+    async def test_retry_is_stored_with_its_ledger_and_released_when_due(
+        self, service: NotificationService, store: PgNotificationStore, pool: asyncpg.Pool
+    ) -> None:
+        n = await service.create("t1", sms())
+        claim = Claim("w#1", T0 + timedelta(seconds=30))
+        assert await store.claim(n.id, claim, T0)
+        due = T0 + timedelta(seconds=3)
+        result = DeliveryResult(
+            Status.RETRYING,
+            [call(AttemptOutcome.TRANSIENT, status=503)],
+            provider="p",
+            error="HTTP 503",
+            next_attempt_at=due,
+        )
+        assert await store.record_result(n.id, claim, T0, result)
+        waiting = await store.get("t1", n.id)
+        assert waiting is not None
+        assert (waiting.status, waiting.attempts, waiting.next_attempt_at) == (Status.RETRYING, 1, due)
+        assert (
+            await store.claim(n.id, Claim("w#2", T0 + timedelta(minutes=1)), T0 + timedelta(seconds=1))
+            is None
+        )
+        assert await store.release_due_retries(T0 + timedelta(seconds=2), 10, T0) == 0
+        assert await store.release_due_retries(due, 10, T0) == 1
+        assert await store.release_due_retries(due, 10, T0) == 0  # released once
+        assert len(await outbox_rows(pool)) == 2
+        assert await store.claim(n.id, Claim("w#3", due + timedelta(seconds=30)), due)
+        ledger = await store.attempts("t1", n.id)
+        assert ledger is not None
+        assert [(a.attempt, a.outcome, a.http_status) for a in ledger] == [(1, AttemptOutcome.TRANSIENT, 503)]
+        assert await store.attempts("t2", n.id) is None
+
+    async def test_failure_dead_letters_and_replay_gives_fresh_retries(
+        self, service: NotificationService, store: PgNotificationStore, pool: asyncpg.Pool
+    ) -> None:
+        failed_ids = []
+        for i in range(3):
+            n = await service.create("t1", sms(channel=Channel.EMAIL, recipient=f"u{i}@example.com"))
+            claim = Claim(f"w#{i}", T0 + timedelta(seconds=30))
+            assert await store.claim(n.id, claim, T0)
+            error = "HTTP 400: unknown mailbox" if i < 2 else "retries exhausted: HTTP 503"
+            result = DeliveryResult(
+                Status.FAILED,
+                [call(AttemptOutcome.PERMANENT, status=400)],
+                provider="mailer" if i < 2 else "backup",
+                error=error,
+            )
+            assert await store.record_result(n.id, claim, T0 + timedelta(seconds=i), result)
+            failed_ids.append(n.id)
+        kinds = [r["kind"] for r in await outbox_rows(pool)]
+        assert kinds.count("dead_letter") == 3
+        page = await store.dead_letters(DeadLetterQuery("t1", error_contains="MAILBOX"))
+        assert {n.id for n in page.items} == set(failed_ids[:2])
+        assert len((await store.dead_letters(DeadLetterQuery("t1", provider="backup"))).items) == 1
+        window = DeadLetterQuery("t1", date_from=T0 + timedelta(seconds=1), date_to=T0 + timedelta(seconds=2))
+        assert len((await store.dead_letters(window)).items) == 2
+        assert (
+            await store.replay_dead_letters(DeadLetterQuery("t1", provider="mailer"), T0, dry_run=True) == 2
+        )
+        assert (
+            await store.replay_dead_letters(DeadLetterQuery("t1", provider="mailer"), T0, dry_run=False) == 2
+        )
+        replayed = await store.get("t1", failed_ids[0])
+        assert replayed is not None
+        assert (replayed.status, replayed.attempt_base, replayed.attempts) == (Status.PENDING, 1, 1)
+        assert len(await store.attempts("t1", failed_ids[0]) or []) == 1  # history kept
+        single = await store.replay("t1", failed_ids[2], T0)
+        assert single.status is Status.PENDING and single.error_message is None
+        with pytest.raises(IllegalTransition):
+            await store.replay("t1", failed_ids[2], T0)
+        with pytest.raises(NotFound):
+            await store.replay("t2", failed_ids[2], T0)
+
+    async def test_parked_notifications_wait_for_resume(
+        self, service: NotificationService, store: PgNotificationStore
+    ) -> None:
+        sms_n = await service.create("t1", sms())
+        push_n = await service.create("t1", sms(channel=Channel.PUSH, recipient="tok"))
+        await store.set_paused(Channel.SMS, True, T0)
+        assert await store.paused_channels() == {"sms"}
+        await store.park(sms_n.id, T0)
+        assert await store.requeue_parked(T0, 10) == 0
+        await store.set_paused(None, True, T0)
+        await store.park(push_n.id, T0)
+        await store.set_paused(Channel.SMS, False, T0)
+        assert await store.requeue_parked(T0, 10) == 0  # everything is still paused
+        await store.set_paused(None, False, T0)
+        assert await store.paused_channels() == set()
+        assert await store.requeue_parked(T0, 10) == 2
+        assert await store.requeue_parked(T0, 10) == 0

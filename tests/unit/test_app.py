@@ -6,7 +6,7 @@ from uuid import UUID
 
 import pytest
 
-from notify.app.delivery import Deliverer, DeliveryOutcome
+from notify.app.delivery import Deliverer, DeliveryOutcome, PauseCache, Route
 from notify.app.dispatcher import Partition, PriorityDispatcher, Work
 from notify.app.notifications import NewNotification, NotificationService
 from notify.app.recovery import Recovery
@@ -15,13 +15,23 @@ from notify.domain.errors import (
     Conflict,
     IllegalTransition,
     NotFound,
+    PermanentProviderError,
     TransientProviderError,
     ValidationFailed,
 )
 from notify.domain.ids import uuid7_at
 from notify.domain.model import Channel, Priority, Status
-from notify.ports.store import Claim
-from tests.fakes import FakeClock, FakeProvider, FakePublisher, FakeStore, rejecting_provider
+from notify.domain.retry import RetryPolicy
+from notify.ports.store import AttemptOutcome, Claim, OutboxKind
+from tests.fakes import (
+    FakeBreaker,
+    FakeClock,
+    FakeLimiter,
+    FakeProvider,
+    FakePublisher,
+    FakeStore,
+    rejecting_provider,
+)
 
 SMS = NewNotification(channel=Channel.SMS, recipient="+14155550123", content="hello")
 
@@ -88,8 +98,26 @@ class TestReadAndCancel:
             await svc.cancel("t1", n.id)
 
 
-def deliverer(store: FakeStore, provider: FakeProvider, clock: FakeClock) -> Deliverer:
-    return Deliverer(store, provider, clock, worker_id="w1", lease=timedelta(seconds=30))
+def deliverer(
+    store: FakeStore,
+    provider: FakeProvider,
+    clock: FakeClock,
+    *extra: Route,
+    policy: RetryPolicy | None = None,
+    pauses: PauseCache | None = None,
+    limiter: FakeLimiter | None = None,
+) -> Deliverer:
+    routes = {c: [Route(provider, FakeBreaker(provider.name)), *extra] for c in Channel}
+    return Deliverer(
+        store,
+        routes,
+        clock,
+        worker_id="w1",
+        lease=timedelta(seconds=30),
+        policy=policy,
+        pauses=pauses,
+        limiter=limiter,
+    )
 
 
 class TestDelivery:
@@ -383,3 +411,148 @@ async def test_no_delivery_starts_after_stop_taking() -> None:
     await asyncio.wait_for(task, 1.0)
     assert started == [0, 1]
     assert d.commit_offsets() == {p: 2}
+
+
+def transient(status: int = 503, retry_after_s: float | None = None) -> TransientProviderError:
+    return TransientProviderError(f"HTTP {status}", status=status, retry_after_s=retry_after_s)
+
+
+class TestRetriesAndFailover:
+    async def test_transient_then_success_retries_inside_the_jitter_bounds(self) -> None:
+        store, clock = FakeStore(), FakeClock()
+        provider = FakeProvider("gw", [transient(), transient(), None])
+        n = await service(store, clock).create("t", SMS)
+        d = deliverer(store, provider, clock, policy=RetryPolicy(base_s=1, cap_s=300))
+        for retry in range(2):
+            failed_at = clock.now()
+            assert await d.deliver(n.id, "sms") is DeliveryOutcome.RETRYING
+            waiting = store.rows[n.id]
+            assert waiting.status is Status.RETRYING
+            assert waiting.next_attempt_at is not None
+            assert failed_at <= waiting.next_attempt_at <= failed_at + timedelta(seconds=2**retry)
+            assert await d.deliver(n.id, "sms") is DeliveryOutcome.SKIPPED  # a record that came early
+            clock.current = waiting.next_attempt_at
+        assert await d.deliver(n.id, "sms") is DeliveryOutcome.DELIVERED
+        assert store.rows[n.id].attempts == 3
+        assert [c.outcome for c in store.ledger[n.id]] == [
+            AttemptOutcome.TRANSIENT,
+            AttemptOutcome.TRANSIENT,
+            AttemptOutcome.DELIVERED,
+        ]
+        assert [m.attempt for m in provider.sent] == [1, 2, 3]
+
+    async def test_retry_after_wins_when_longer_than_the_jitter(self) -> None:
+        store, clock = FakeStore(), FakeClock()
+        n = await service(store, clock).create("t", SMS)
+        await deliverer(store, FakeProvider("gw", [transient(429, retry_after_s=30)]), clock).deliver(n.id)
+        assert store.rows[n.id].next_attempt_at == clock.now() + timedelta(seconds=30)
+
+    async def test_exhausted_retries_fail_and_dead_letter(self) -> None:
+        store, clock = FakeStore(), FakeClock()
+        provider = FakeProvider("gw", [transient()] * 4)
+        n = await service(store, clock).create("t", SMS)  # normal: 3 retries after the first attempt
+        d = deliverer(store, provider, clock)
+        outcomes = []
+        for _ in range(4):
+            outcomes.append(await d.deliver(n.id))
+            clock.advance(600)
+        assert outcomes == [DeliveryOutcome.RETRYING] * 3 + [DeliveryOutcome.FAILED]
+        failed = store.rows[n.id]
+        assert failed.status is Status.FAILED and "retries exhausted after 4 attempts" in (
+            failed.error_message or ""
+        )
+        assert [r.kind for r in store.outbox] == [OutboxKind.DISPATCH, OutboxKind.DEAD_LETTER]
+
+    async def test_replay_brings_fresh_retries_and_keeps_history(self) -> None:
+        store, clock = FakeStore(), FakeClock()
+        provider = FakeProvider("gw", [PermanentProviderError("HTTP 400", status=400), transient(), None])
+        svc = service(store, clock)
+        n = await svc.create("t", NewNotification(Channel.SMS, "+14155550123", "x", priority=Priority.LOW))
+        d = deliverer(store, provider, clock)
+        assert await d.deliver(n.id) is DeliveryOutcome.FAILED
+        await store.replay("t", n.id, clock.now())
+        assert await d.deliver(n.id) is DeliveryOutcome.RETRYING
+        clock.advance(600)
+        assert await d.deliver(n.id) is DeliveryOutcome.DELIVERED
+        assert len(store.ledger[n.id]) == 3
+
+    async def test_primary_failure_fails_over_to_the_secondary_in_the_same_attempt(self) -> None:
+        store, clock = FakeStore(), FakeClock()
+        primary, secondary = FakeProvider("primary", [transient()]), FakeProvider("secondary")
+        n = await service(store, clock).create("t", SMS)
+        d = deliverer(store, primary, clock, Route(secondary, FakeBreaker("secondary")))
+        assert await d.deliver(n.id) is DeliveryOutcome.DELIVERED
+        assert store.rows[n.id].provider == "secondary"
+        assert [(c.attempt, c.provider, c.outcome) for c in store.ledger[n.id]] == [
+            (1, "primary", AttemptOutcome.TRANSIENT),
+            (1, "secondary", AttemptOutcome.DELIVERED),
+        ]
+
+    async def test_open_breaker_skips_to_the_secondary_without_a_call(self) -> None:
+        store, clock = FakeStore(), FakeClock()
+        primary, secondary = FakeProvider("primary"), FakeProvider("secondary")
+        n = await service(store, clock).create("t", SMS)
+        routes = {
+            c: [Route(primary, FakeBreaker("p", open_for_s=10)), Route(secondary, FakeBreaker("s"))]
+            for c in Channel
+        }
+        d = Deliverer(store, routes, clock, worker_id="w", lease=timedelta(seconds=30))
+        assert await d.deliver(n.id) is DeliveryOutcome.DELIVERED
+        assert primary.sent == [] and len(secondary.sent) == 1
+        assert [c.provider for c in store.ledger[n.id]] == ["secondary"]
+
+    async def test_every_breaker_open_waits_without_using_a_retry(self) -> None:
+        store, clock = FakeStore(), FakeClock()
+        provider = FakeProvider("gw")
+        n = await service(store, clock).create("t", SMS)
+        routes = {c: [Route(provider, FakeBreaker("gw", open_for_s=7))] for c in Channel}
+        d = Deliverer(store, routes, clock, worker_id="w", lease=timedelta(seconds=30))
+        for _ in range(10):  # far more than the retry budget: never fails
+            assert await d.deliver(n.id) is DeliveryOutcome.RETRYING
+            waiting = store.rows[n.id]
+            assert waiting.next_attempt_at == clock.now() + timedelta(seconds=7)
+            clock.advance(7)
+        assert store.rows[n.id].attempts == 0 and provider.sent == []
+
+    async def test_paused_channel_parks_without_claiming(self) -> None:
+        store, clock = FakeStore(), FakeClock()
+        provider, limiter = FakeProvider("gw"), FakeLimiter()
+        n = await service(store, clock).create("t", SMS)
+        await store.set_paused(Channel.SMS, True, clock.now())
+        pauses = PauseCache(store.paused_channels, clock, ttl_s=0.5)
+        d = deliverer(store, provider, clock, pauses=pauses, limiter=limiter)
+        assert await d.deliver(n.id, "sms") is DeliveryOutcome.PAUSED
+        assert store.rows[n.id].status is Status.PENDING and n.id in store.parked
+        assert provider.sent == [] and limiter.acquired == []
+        await store.set_paused(Channel.SMS, False, clock.now())
+        assert await d.deliver(n.id, "sms") is DeliveryOutcome.PAUSED  # the cache is still fresh
+        clock.advance(0.5)
+        assert await store.requeue_parked(clock.now(), 10) == 1
+        assert await d.deliver(n.id, "sms") is DeliveryOutcome.DELIVERED
+        assert limiter.acquired == ["sms"]
+
+
+async def test_dispatcher_keeps_a_slow_channel_from_taking_every_slot() -> None:
+    release_sms = asyncio.Event()
+    done: list[str] = []
+
+    async def handle(work: Work) -> None:
+        if work.channel == "sms":
+            await release_sms.wait()
+        done.append(str(work.channel))
+
+    d = PriorityDispatcher(handle, concurrency=4, per_channel_limit=2, buffer_limit=100)
+    p = Partition("t", 0)
+    for i in range(6):
+        d.offer(p, i, Priority.HIGH, nid(i), "sms")
+    for i in range(6, 9):
+        d.offer(p, i, Priority.LOW, nid(i), "email")
+    task = asyncio.create_task(d.run())
+    while done.count("email") < 3:
+        await asyncio.sleep(0.005)
+    assert d.in_flight == 2  # the two sms stuck waiting hold only their channel's share
+    release_sms.set()
+    while d.handled < 9:
+        await asyncio.sleep(0.005)
+    d.stop_taking()
+    await task

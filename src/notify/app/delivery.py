@@ -1,72 +1,214 @@
-"""Deliver one notification: claim it, call the provider, store the outcome."""
+"""Deliver one notification: claim it, try its channel's providers in order, store what happened.
+
+A round tries the primary provider, and on a transient failure or an open breaker the next one (failover).
+The round ends ``delivered``, ``failed`` (permanent refusal, or retries exhausted) or ``retrying`` with a
+jittered ``next_attempt_at``; when every breaker was open no call was made, so the round does not use up a
+retry. The scheduler re-produces a retry to Kafka when it is due (see notify.app.recovery).
+"""
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
+from itertools import count
 from uuid import UUID
 
-from notify.domain.errors import ProviderError
-from notify.domain.model import Status
+from notify.domain.errors import CircuitOpen, PermanentProviderError, TransientProviderError
+from notify.domain.model import Channel, Notification, Status
+from notify.domain.retry import RetryPolicy, attempts_left
 from notify.ports.clock import Clock
-from notify.ports.provider import DeliveryProvider, ProviderMessage
-from notify.ports.store import Claim, NotificationStore
+from notify.ports.provider import DeliveryProvider, ProviderMessage, ProviderReceipt
+from notify.ports.resilience import CircuitBreaker, RateLimiter
+from notify.ports.store import AttemptOutcome, AttemptRecord, Claim, DeliveryResult, NotificationStore
 
 log = logging.getLogger(__name__)
 
 
 class DeliveryOutcome(StrEnum):
     DELIVERED = "delivered"
+    RETRYING = "retrying"
     FAILED = "failed"
     EXPIRED = "expired"
+    PAUSED = "paused"  # its channel is paused: left pending, re-enqueued after resume
     SKIPPED = "skipped"  # not claimable: cancelled, already delivered, claimed by another worker, unknown
     CLAIM_LOST = "claim_lost"  # our lease ran out and the notification was recovered before we stored
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One provider of a channel, behind its own circuit breaker."""
+
+    provider: DeliveryProvider
+    breaker: CircuitBreaker
+
+
+class PauseCache:
+    """Which channels are paused, read from the store at most every ``ttl_s``: every worker honours a pause
+    within that time without a query per message."""
+
+    def __init__(self, load: Callable[[], Awaitable[set[str]]], clock: Clock, ttl_s: float) -> None:
+        self._load = load
+        self._clock = clock
+        self._ttl = timedelta(seconds=ttl_s)
+        self._paused: set[str] = set()
+        self._loaded_at: datetime | None = None
+
+    async def is_paused(self, channel: str) -> bool:
+        now = self._clock.now()
+        if self._loaded_at is None or now - self._loaded_at >= self._ttl:
+            self._paused = await self._load()
+            self._loaded_at = now
+        return "*" in self._paused or channel in self._paused
+
+
+class _Unlimited:
+    async def acquire(self, key: str) -> float:
+        return 0.0
 
 
 class Deliverer:
     def __init__(
         self,
         store: NotificationStore,
-        provider: DeliveryProvider,
+        routes: Mapping[Channel, Sequence[Route]],
         clock: Clock,
         *,
         worker_id: str,
         lease: timedelta,
+        policy: RetryPolicy | None = None,
+        limiter: RateLimiter | None = None,
+        pauses: PauseCache | None = None,
+        open_breaker_wait_s: float = 1.0,
     ) -> None:
         self._store = store
-        self._provider = provider
+        self._routes = routes
         self._clock = clock
         self._worker_id = worker_id
         self._lease = lease
+        self._policy = policy or RetryPolicy()
+        self._limiter = limiter or _Unlimited()
+        self._pauses = pauses
+        self._open_breaker_wait_s = open_breaker_wait_s
+        self._claims = count(1)
 
-    async def deliver(self, notification_id: UUID) -> DeliveryOutcome:
+    async def deliver(self, notification_id: UUID, channel: str | None = None) -> DeliveryOutcome:
+        if channel is not None and self._pauses is not None and await self._pauses.is_paused(channel):
+            await self._store.park(notification_id, self._clock.now())
+            return DeliveryOutcome.PAUSED
+        if channel is not None:
+            # Wait for a token before claiming: while we wait the notification can still be cancelled, and
+            # no lease ticks away.
+            await self._limiter.acquire(channel)
         now = self._clock.now()
-        claim = Claim(self._worker_id, now + self._lease)
+        # Each claim gets its own token, so a result is stored only by the claim that is still current.
+        claim = Claim(f"{self._worker_id}#{next(self._claims)}", now + self._lease)
         notification = await self._store.claim(notification_id, claim, now)
         if notification is None:
             return DeliveryOutcome.SKIPPED
         if notification.status is Status.EXPIRED:
             return DeliveryOutcome.EXPIRED
-        message = ProviderMessage(
-            notification_id=notification.id,
-            attempt=notification.attempts,
-            channel=notification.channel.value,
-            to=notification.recipient,
-            content=notification.content,
-            subject=notification.subject,
-            metadata=notification.metadata,
-            correlation_id=notification.correlation_id,
-        )
-        try:
-            receipt = await self._provider.send(message)
-        except ProviderError as exc:
-            stored = await self._store.record_failed(
-                notification_id, claim, self._clock.now(), self._provider.name, exc.message
+        result = await self._attempt(notification)
+        stored = await self._store.record_result(notification_id, claim, self._clock.now(), result)
+        if not stored:
+            return DeliveryOutcome.CLAIM_LOST
+        if result.status is not Status.DELIVERED:
+            log.info(
+                "delivery not done",
+                extra={
+                    "notification_id": str(notification_id),
+                    "status": result.status.value,
+                    "error": result.error,
+                    "next_attempt_at": str(result.next_attempt_at),
+                },
             )
-            log.info("delivery failed", extra={"notification_id": str(notification_id), "error": exc.message})
-            return DeliveryOutcome.FAILED if stored else DeliveryOutcome.CLAIM_LOST
-        stored = await self._store.record_delivered(
-            notification_id, claim, self._clock.now(), receipt.provider, receipt.message_id
+        return DeliveryOutcome(result.status.value)
+
+    async def _attempt(self, n: Notification) -> DeliveryResult:
+        attempt = n.attempts + 1
+        message = ProviderMessage(
+            notification_id=n.id,
+            attempt=attempt,
+            channel=n.channel.value,
+            to=n.recipient,
+            content=n.content,
+            subject=n.subject,
+            metadata=n.metadata,
+            correlation_id=n.correlation_id,
         )
-        return DeliveryOutcome.DELIVERED if stored else DeliveryOutcome.CLAIM_LOST
+        calls: list[AttemptRecord] = []
+        last_error: TransientProviderError | None = None
+        open_waits: list[float] = []
+        for route in self._routes[n.channel]:
+            started, t0 = self._clock.now(), time.monotonic()
+
+            async def send(route: Route = route) -> ProviderReceipt:
+                return await route.provider.send(message)
+
+            try:
+                receipt = await route.breaker.call(send)
+            except CircuitOpen as exc:
+                open_waits.append(exc.retry_after_s or self._open_breaker_wait_s)
+                continue  # no call was made: fail over without recording an attempt
+            except TransientProviderError as exc:
+                calls.append(self._record(attempt, route, started, t0, AttemptOutcome.TRANSIENT, exc))
+                last_error = exc
+                continue
+            except PermanentProviderError as exc:
+                calls.append(self._record(attempt, route, started, t0, AttemptOutcome.PERMANENT, exc))
+                return DeliveryResult(Status.FAILED, calls, provider=route.provider.name, error=exc.message)
+            calls.append(self._record(attempt, route, started, t0, AttemptOutcome.DELIVERED, None))
+            return DeliveryResult(
+                Status.DELIVERED, calls, provider=receipt.provider, provider_message_id=receipt.message_id
+            )
+
+        now = self._clock.now()
+        if last_error is None:
+            # Every breaker was open: wait until the first one lets a trial through. Not an attempt.
+            wait = min(open_waits) if open_waits else self._open_breaker_wait_s
+            return DeliveryResult(
+                Status.RETRYING,
+                [],
+                error="every provider's circuit breaker is open",
+                next_attempt_at=now + timedelta(seconds=wait),
+            )
+        made = attempt - n.attempt_base
+        if attempts_left(made, n.max_retries) == 0:
+            return DeliveryResult(
+                Status.FAILED,
+                calls,
+                provider=calls[-1].provider,
+                error=f"retries exhausted after {made} attempts: {last_error.message}",
+            )
+        delay = self._policy.delay_s(made - 1, last_error.retry_after_s)
+        return DeliveryResult(
+            Status.RETRYING,
+            calls,
+            provider=calls[-1].provider,
+            error=last_error.message,
+            next_attempt_at=now + timedelta(seconds=delay),
+        )
+
+    def _record(
+        self,
+        attempt: int,
+        route: Route,
+        started: datetime,
+        t0: float,
+        outcome: AttemptOutcome,
+        error: Exception | None,
+    ) -> AttemptRecord:
+        elapsed = timedelta(seconds=time.monotonic() - t0)
+        status = getattr(error, "status", None)
+        return AttemptRecord(
+            attempt=attempt,
+            provider=route.provider.name,
+            started_at=started,
+            finished_at=started + elapsed,
+            outcome=outcome,
+            http_status=status,
+            error=str(error) if error else None,
+        )

@@ -39,6 +39,7 @@ class Work:
     priority: Priority
     notification_id: UUID | None  # None: a record we cannot read; acknowledged without delivery
     generation: int = 0
+    channel: str | None = None  # from the record's headers: lets one channel's slowness spare the others
 
 
 Handler = Callable[[Work], Awaitable[object]]
@@ -66,10 +67,15 @@ class PriorityDispatcher:
         *,
         concurrency: int,
         buffer_limit: int,
+        per_channel_limit: int | None = None,
         retry_delay_s: float = 0.5,
     ) -> None:
         self._handle = handle
         self._concurrency = concurrency
+        # A channel waiting on its rate limit or a slow provider holds at most this many of the slots, so the
+        # other channels keep moving.
+        self._per_channel_limit = per_channel_limit or concurrency
+        self._channel_in_flight: dict[str | None, int] = {}
         self._buffer_limit = buffer_limit
         self._retry_delay_s = retry_delay_s
         self._buffers: dict[Priority, deque[Work]] = {p: deque() for p in PRIORITIES_BY_RANK}
@@ -84,7 +90,12 @@ class PriorityDispatcher:
     # --- feeding -------------------------------------------------------------------------------------------
 
     def offer(
-        self, partition: Partition, offset: int, priority: Priority, notification_id: UUID | None
+        self,
+        partition: Partition,
+        offset: int,
+        priority: Priority,
+        notification_id: UUID | None,
+        channel: str | None = None,
     ) -> None:
         state = self._partitions.get(partition)
         if state is None:
@@ -92,7 +103,9 @@ class PriorityDispatcher:
             state = self._partitions[partition] = _PartitionState(self._generation)
         state.outstanding.add(offset)
         state.next_offset = max(state.next_offset or 0, offset + 1)
-        self._buffers[priority].append(Work(partition, offset, priority, notification_id, state.generation))
+        self._buffers[priority].append(
+            Work(partition, offset, priority, notification_id, state.generation, channel)
+        )
         self._work_ready.set()
 
     def buffered(self, priority: Priority) -> int:
@@ -138,10 +151,17 @@ class PriorityDispatcher:
     # --- dispatching ---------------------------------------------------------------------------------------
 
     def _take(self) -> Work | None:
+        """The oldest record of the highest priority whose channel has a free slot."""
         for priority in PRIORITIES_BY_RANK:
             buffer = self._buffers[priority]
-            if buffer:
-                return buffer.popleft()
+            for index, work in enumerate(buffer):
+                if (
+                    work.channel is None
+                    or self._channel_in_flight.get(work.channel, 0) < self._per_channel_limit
+                ):
+                    del buffer[index]
+                    self._channel_in_flight[work.channel] = self._channel_in_flight.get(work.channel, 0) + 1
+                    return work
         return None
 
     async def run(self) -> None:
@@ -169,7 +189,9 @@ class PriorityDispatcher:
         else:
             self._done(work)
         finally:
+            self._channel_in_flight[work.channel] -= 1
             self._slots.release()
+            self._work_ready.set()  # a channel that was at its limit may take work again
 
     async def _handle_until_stored(self, work: Work) -> None:
         # An exception here means the outcome was not stored (e.g. the database is unreachable): keep the

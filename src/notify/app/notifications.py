@@ -108,7 +108,7 @@ class NotificationService:
         return found
 
     async def list(self, query: ListQuery) -> Page:
-        return await self._store.list(query)
+        return await self._store.search(query)
 
     async def cancel(self, tenant_id: str, notification_id: UUID) -> Notification:
         return await self._store.cancel(tenant_id, notification_id, self._clock.now())

@@ -18,13 +18,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class SweepResult:
-    released: int
-    recovered: int
-    requeued: int
+    released: int  # scheduled sends whose time came
+    retries: int  # retries whose backoff ran out
+    recovered: int  # leases of dead workers
+    unparked: int  # notifications of channels that were resumed
+    requeued: int  # pending ones whose Kafka record was lost
 
     @property
     def enqueued(self) -> int:
-        return self.released + self.recovered + self.requeued
+        return self.released + self.retries + self.recovered + self.unparked + self.requeued
 
 
 class Recovery:
@@ -49,7 +51,9 @@ class Recovery:
         now = self._clock.now()
         result = SweepResult(
             released=await self._store.release_due_scheduled(now, self._batch_size),
+            retries=await self._store.release_due_retries(now, self._batch_size, now - self._stale_pending),
             recovered=await self._store.recover_expired_leases(now, self._batch_size),
+            unparked=await self._store.requeue_parked(now, self._batch_size),
             requeued=await self._store.requeue_stale_pending(
                 now - self._stale_pending, now, self._batch_size
             ),

@@ -109,6 +109,8 @@ class Notification:
     sent_at: datetime | None = None
     failed_at: datetime | None = None
     correlation_id: str | None = None
+    next_attempt_at: datetime | None = None
+    attempt_base: int = 0  # attempts made before the last replay (a replay brings fresh retries)
 
     def transition(self, target: Status, now: datetime, **changes: Any) -> Notification:
         """A copy in ``target`` status; raises IllegalTransition if the machine forbids it."""

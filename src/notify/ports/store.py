@@ -5,16 +5,22 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol
 from uuid import UUID
 
 from notify.domain.model import Channel, Notification, Priority, Status
 
 
+class OutboxKind(StrEnum):
+    DISPATCH = "dispatch"  # put the notification on its priority topic for delivery
+    DEAD_LETTER = "dead_letter"  # announce on the dead-letter topic that it failed for good
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxRecord:
-    """A request to put one notification on its priority topic, written in the same transaction as the
-    change that made it due (accept, scheduled release, lease recovery)."""
+    """A message to publish, written in the same transaction as the change that called for it (accept,
+    scheduled release, retry due, lease recovery, final failure)."""
 
     id: int
     notification_id: UUID
@@ -22,6 +28,55 @@ class OutboxRecord:
     channel: Channel
     correlation_id: str | None
     created_at: datetime
+    kind: OutboxKind = OutboxKind.DISPATCH
+
+
+class AttemptOutcome(StrEnum):
+    DELIVERED = "delivered"
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One provider call, for the attempts ledger."""
+
+    attempt: int
+    provider: str
+    started_at: datetime
+    finished_at: datetime
+    outcome: AttemptOutcome
+    http_status: int | None = None
+    error: str | None = None
+
+    @property
+    def latency_ms(self) -> float:
+        return max(0.0, (self.finished_at - self.started_at).total_seconds() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """What a delivery round ended in. ``status`` is DELIVERED, RETRYING or FAILED; ``calls`` are the provider
+    calls made (none when every breaker was open: then the round does not count as an attempt)."""
+
+    status: Status
+    calls: list[AttemptRecord]
+    provider: str | None = None
+    provider_message_id: str | None = None
+    error: str | None = None
+    next_attempt_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterQuery:
+    tenant_id: str
+    channel: Channel | None = None
+    provider: str | None = None
+    error_contains: str | None = None
+    date_from: datetime | None = None  # on failed_at
+    date_to: datetime | None = None
+    after_id: UUID | None = None
+    page_size: int = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +114,7 @@ class NotificationStore(Protocol):
 
     async def get(self, tenant_id: str, notification_id: UUID) -> Notification | None: ...
 
-    async def list(self, query: ListQuery) -> Page: ...
+    async def search(self, query: ListQuery) -> Page: ...
 
     async def cancel(self, tenant_id: str, notification_id: UUID, now: datetime) -> Notification:
         """Cancel if the status machine allows it; raises NotFound or IllegalTransition otherwise."""
@@ -70,15 +125,38 @@ class NotificationStore(Protocol):
         (cancelled, delivered, already claimed, unknown)."""
         ...
 
-    async def record_delivered(
-        self, notification_id: UUID, claim: Claim, now: datetime, provider: str, provider_message_id: str
+    async def record_result(
+        self, notification_id: UUID, claim: Claim, now: datetime, result: DeliveryResult
     ) -> bool:
-        """Store success; False if the claim was lost (the lease expired and another worker took over)."""
+        """Store a round's outcome and its ledger rows (and a dead-letter record when it failed), all in one
+        transaction. False if the claim was lost (our lease ran out and another worker took over)."""
         ...
 
-    async def record_failed(
-        self, notification_id: UUID, claim: Claim, now: datetime, provider: str | None, error: str
-    ) -> bool: ...
+    async def park(self, notification_id: UUID, now: datetime) -> None:
+        """Leave a ``pending`` notification of a paused channel waiting; it is re-enqueued after resume."""
+        ...
+
+    async def attempts(self, tenant_id: str, notification_id: UUID) -> list[AttemptRecord] | None:
+        """The ledger, oldest first; None if there is no such notification for this tenant."""
+        ...
+
+    async def dead_letters(self, query: DeadLetterQuery) -> Page: ...
+
+    async def replay(self, tenant_id: str, notification_id: UUID, now: datetime) -> Notification:
+        """``failed``/``expired`` -> ``pending`` with fresh retries; raises NotFound or IllegalTransition."""
+        ...
+
+    async def replay_dead_letters(self, query: DeadLetterQuery, now: datetime, dry_run: bool) -> int:
+        """Replay every dead letter matching ``query`` (paging ignored); how many were (would be) replayed."""
+        ...
+
+    async def set_paused(self, channel: Channel | None, paused: bool, now: datetime) -> None:
+        """Pause or resume one channel, or all (None)."""
+        ...
+
+    async def paused_channels(self) -> set[str]:
+        """The paused scopes: channel names, and ``*`` when everything is paused."""
+        ...
 
     async def release_due_scheduled(self, now: datetime, limit: int) -> int:
         """``scheduled`` whose time has come -> ``pending`` plus outbox record. Safe under many workers."""
@@ -86,6 +164,15 @@ class NotificationStore(Protocol):
 
     async def recover_expired_leases(self, now: datetime, limit: int) -> int:
         """``processing`` whose lease ran out (its worker died) -> ``pending`` plus outbox record."""
+        ...
+
+    async def release_due_retries(self, now: datetime, limit: int, stale_before: datetime) -> int:
+        """``retrying`` whose ``next_attempt_at`` has come: an outbox record (status stays ``retrying``). One
+        released before ``stale_before`` and still waiting is released again (its record was lost)."""
+        ...
+
+    async def requeue_parked(self, now: datetime, limit: int) -> int:
+        """Parked notifications of channels no longer paused: an outbox record each."""
         ...
 
     async def requeue_stale_pending(self, older_than: datetime, now: datetime, limit: int) -> int:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -25,6 +25,16 @@ log = logging.getLogger(__name__)
 
 def _partition(tp: TopicPartition) -> Partition:
     return Partition(tp.topic, tp.partition)
+
+
+def _header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None:
+    for key, value in headers or ():
+        if key == name:
+            try:
+                return value.decode()
+            except UnicodeDecodeError:
+                return None
+    return None
 
 
 def _notification_id(key: bytes | None) -> UUID | None:
@@ -114,7 +124,11 @@ class PriorityConsumerLoop:
                     partition = _partition(tp)
                     for record in records:
                         self.dispatcher.offer(
-                            partition, record.offset, priority, _notification_id(record.key)
+                            partition,
+                            record.offset,
+                            priority,
+                            _notification_id(record.key),
+                            _header(record.headers, "channel"),
                         )
                 self._apply_backpressure()
                 if time.monotonic() - last_commit >= self._commit_interval_s:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
 
-from notify.ports.store import OutboxRecord
+from notify.ports.store import OutboxKind, OutboxRecord
 
 
 def dispatch_value(record: OutboxRecord) -> bytes:
@@ -18,6 +18,7 @@ def dispatch_value(record: OutboxRecord) -> bytes:
             "priority": record.priority.value,
             "channel": record.channel.value,
             "outbox_id": record.id,
+            "kind": record.kind.value,
         },
         separators=(",", ":"),
     ).encode()
@@ -35,16 +36,24 @@ def dispatch_headers(record: OutboxRecord) -> list[tuple[str, bytes]]:
 
 
 class KafkaDispatchPublisher:
-    def __init__(self, producer: AIOKafkaProducer, topic_for_priority: Callable[[str], str]) -> None:
+    def __init__(
+        self, producer: AIOKafkaProducer, topic_for_priority: Callable[[str], str], dead_letter_topic: str
+    ) -> None:
         self._producer = producer
         self._topic_for = topic_for_priority
+        self._dead_letter_topic = dead_letter_topic
+
+    def topic(self, record: OutboxRecord) -> str:
+        if record.kind is OutboxKind.DEAD_LETTER:
+            return self._dead_letter_topic
+        return self._topic_for(record.priority.value)
 
     async def publish(self, records: Sequence[OutboxRecord]) -> None:
         # send() only appends to the producer's batch; awaiting every delivery future afterwards lets the
         # whole relay batch travel in a few produce requests instead of one round trip per record.
         futures = [
             await self._producer.send(
-                self._topic_for(r.priority.value),
+                self.topic(r),
                 value=dispatch_value(r),
                 key=str(r.notification_id).encode(),
                 headers=dispatch_headers(r),

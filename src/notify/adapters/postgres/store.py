@@ -6,6 +6,7 @@ machine, so a change the machine forbids matches no row instead of overwriting a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -16,12 +17,24 @@ import asyncpg
 from notify.domain.errors import Conflict, IllegalTransition, NotFound
 from notify.domain.ids import highest_id_at, lowest_id_at
 from notify.domain.model import Channel, Notification, Priority, Status, sources_of
-from notify.ports.store import Claim, ListQuery, OutboxRecord, Page, Publish
+from notify.ports.store import (
+    AttemptOutcome,
+    AttemptRecord,
+    Claim,
+    DeadLetterQuery,
+    DeliveryResult,
+    ListQuery,
+    OutboxKind,
+    OutboxRecord,
+    Page,
+    Publish,
+)
 
 _COLUMNS = (
     "id, tenant_id, batch_id, channel, recipient, subject, content, priority, status, scheduled_at, "
     "expires_at, idempotency_key, template_id, template_variables, metadata, attempts, max_retries, "
-    "provider, provider_message_id, error_message, sent_at, failed_at, correlation_id, created_at, updated_at"
+    "provider, provider_message_id, error_message, sent_at, failed_at, correlation_id, created_at, "
+    "updated_at, next_attempt_at, attempt_base"
 )
 
 
@@ -56,7 +69,13 @@ def _row_to_notification(row: asyncpg.Record) -> Notification:
         correlation_id=row["correlation_id"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        next_attempt_at=row["next_attempt_at"],
+        attempt_base=row["attempt_base"],
     )
+
+
+def _shift_placeholders(sql: str, by: int) -> str:
+    return re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + by}", sql)
 
 
 def _affected(status: str) -> int:
@@ -67,7 +86,7 @@ def _affected(status: str) -> int:
 _INSERT = f"""
 INSERT INTO notifications ({_COLUMNS}, enqueued_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
-        $23, $24, $25, $26)
+        $23, $24, $25, $26, $27, $28)
 """
 
 _INSERT_OUTBOX = """
@@ -123,6 +142,8 @@ class PgNotificationStore:
                 n.correlation_id,
                 n.created_at,
                 n.updated_at,
+                n.next_attempt_at,
+                n.attempt_base,
                 n.created_at if n.status is Status.PENDING else None,
             )
             for n in notifications
@@ -151,7 +172,7 @@ class PgNotificationStore:
         )
         return _row_to_notification(row) if row else None
 
-    async def list(self, query: ListQuery) -> Page:
+    async def search(self, query: ListQuery) -> Page:
         clauses = ["tenant_id = $1"]
         args: list[Any] = [query.tenant_id]
 
@@ -210,15 +231,17 @@ class PgNotificationStore:
         raise IllegalTransition(current, Status.CANCELLED.value)
 
     async def claim(self, notification_id: UUID, claim: Claim, now: datetime) -> Notification | None:
-        # One statement: a notification past its expires_at becomes 'expired' instead of 'processing'.
+        # One statement: a notification past its expires_at becomes 'expired' instead of 'processing'. A
+        # 'retrying' one is claimable only once its retry is due (an early duplicate record is skipped).
         row = await self._pool.fetchrow(
             f"""UPDATE notifications SET
                     status = CASE WHEN expires_at <= $2 THEN 'expired' ELSE 'processing' END,
-                    attempts = CASE WHEN expires_at <= $2 THEN attempts ELSE attempts + 1 END,
                     lease_owner = CASE WHEN expires_at <= $2 THEN NULL ELSE $3 END,
                     lease_expires_at = CASE WHEN expires_at <= $2 THEN NULL ELSE $4::timestamptz END,
+                    next_attempt_at = NULL,
                     updated_at = $2
                  WHERE id = $1 AND status = ANY($5::text[])
+                   AND (status <> 'retrying' OR next_attempt_at <= $2)
              RETURNING {_COLUMNS}""",
             notification_id,
             now,
@@ -228,36 +251,211 @@ class PgNotificationStore:
         )
         return _row_to_notification(row) if row else None
 
-    async def record_delivered(
-        self, notification_id: UUID, claim: Claim, now: datetime, provider: str, provider_message_id: str
+    async def record_result(
+        self, notification_id: UUID, claim: Claim, now: datetime, result: DeliveryResult
     ) -> bool:
-        status = await self._pool.execute(
-            """UPDATE notifications SET status = 'delivered', provider = $3, provider_message_id = $4,
-                      sent_at = $5, error_message = NULL, lease_owner = NULL, lease_expires_at = NULL,
-                      updated_at = $5
-                WHERE id = $1 AND status = 'processing' AND lease_owner = $2""",
-            notification_id,
-            claim.worker_id,
-            provider,
-            provider_message_id,
-            now,
-        )
-        return _affected(status) == 1
+        counted = 1 if result.calls else 0
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                """UPDATE notifications SET
+                        status = $3,
+                        attempts = attempts + $4,
+                        provider = COALESCE($5, provider),
+                        provider_message_id = $6,
+                        error_message = $7,
+                        next_attempt_at = $8,
+                        sent_at = CASE WHEN $3 = 'delivered' THEN $9::timestamptz END,
+                        failed_at = CASE WHEN $3 = 'failed' THEN $9::timestamptz END,
+                        lease_owner = NULL, lease_expires_at = NULL,
+                        -- a retry is due later: its dispatch record is written when it is released
+                        enqueued_at = CASE WHEN $3 = 'retrying' THEN NULL ELSE enqueued_at END,
+                        updated_at = $9
+                    WHERE id = $1 AND status = 'processing' AND lease_owner = $2
+                RETURNING priority, channel, correlation_id""",
+                notification_id,
+                claim.worker_id,
+                result.status.value,
+                counted,
+                result.provider,
+                result.provider_message_id,
+                (result.error or None) and result.error[:2000],
+                result.next_attempt_at,
+                now,
+            )
+            if row is None:
+                return False
+            if result.calls:
+                await conn.executemany(
+                    """INSERT INTO delivery_attempts (notification_id, attempt, provider, started_at,
+                                                      finished_at, outcome, http_status, error, latency_ms)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+                    [
+                        (
+                            notification_id,
+                            c.attempt,
+                            c.provider,
+                            c.started_at,
+                            c.finished_at,
+                            c.outcome.value,
+                            c.http_status,
+                            c.error and c.error[:2000],
+                            c.latency_ms,
+                        )
+                        for c in result.calls
+                    ],
+                )
+            if result.status is Status.FAILED:
+                await conn.execute(
+                    """INSERT INTO outbox (notification_id, priority, channel, correlation_id, created_at,
+                                           kind)
+                       VALUES ($1, $2, $3, $4, $5, 'dead_letter')""",
+                    notification_id,
+                    row["priority"],
+                    row["channel"],
+                    row["correlation_id"],
+                    now,
+                )
+        return True
 
-    async def record_failed(
-        self, notification_id: UUID, claim: Claim, now: datetime, provider: str | None, error: str
-    ) -> bool:
-        status = await self._pool.execute(
-            """UPDATE notifications SET status = 'failed', provider = $3, error_message = $4, failed_at = $5,
-                      lease_owner = NULL, lease_expires_at = NULL, updated_at = $5
-                WHERE id = $1 AND status = 'processing' AND lease_owner = $2""",
+    async def park(self, notification_id: UUID, now: datetime) -> None:
+        # enqueued_at NULL marks it parked: requeue_parked re-enqueues it once its channel is resumed.
+        await self._pool.execute(
+            "UPDATE notifications SET enqueued_at = NULL, updated_at = $2 "
+            "WHERE id = $1 AND status = 'pending'",
             notification_id,
-            claim.worker_id,
-            provider,
-            error[:2000],
             now,
         )
-        return _affected(status) == 1
+
+    async def attempts(self, tenant_id: str, notification_id: UUID) -> list[AttemptRecord] | None:
+        async with self._pool.acquire() as conn:
+            if not await conn.fetchval(
+                "SELECT 1 FROM notifications WHERE id = $1 AND tenant_id = $2", notification_id, tenant_id
+            ):
+                return None
+            rows = await conn.fetch(
+                """SELECT attempt, provider, started_at, finished_at, outcome, http_status, error
+                     FROM delivery_attempts WHERE notification_id = $1 ORDER BY id""",
+                notification_id,
+            )
+        return [
+            AttemptRecord(
+                r["attempt"],
+                r["provider"],
+                r["started_at"],
+                r["finished_at"],
+                AttemptOutcome(r["outcome"]),
+                r["http_status"],
+                r["error"],
+            )
+            for r in rows
+        ]
+
+    @staticmethod
+    def _dead_letter_filter(query: DeadLetterQuery) -> tuple[list[str], list[Any]]:
+        clauses = ["tenant_id = $1", "status = 'failed'"]
+        args: list[Any] = [query.tenant_id]
+
+        def add(sql: str, value: Any) -> None:
+            args.append(value)
+            clauses.append(sql.format(f"${len(args)}"))
+
+        if query.channel is not None:
+            add("channel = {}", query.channel.value)
+        if query.provider is not None:
+            add("provider = {}", query.provider)
+        if query.error_contains is not None:
+            add("strpos(lower(error_message), lower({})) > 0", query.error_contains)
+        if query.date_from is not None:
+            add("failed_at >= {}", query.date_from)
+        if query.date_to is not None:
+            add("failed_at <= {}", query.date_to)
+        return clauses, args
+
+    async def dead_letters(self, query: DeadLetterQuery) -> Page:
+        clauses, args = self._dead_letter_filter(query)
+        if query.after_id is not None:
+            args.append(query.after_id)
+            clauses.append(f"id < ${len(args)}")
+        args.append(query.page_size + 1)
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM notifications WHERE {' AND '.join(clauses)} "
+            f"ORDER BY id DESC LIMIT ${len(args)}",
+            *args,
+        )
+        items = [_row_to_notification(r) for r in rows[: query.page_size]]
+        return Page(items, items[-1].id if len(rows) > query.page_size else None)
+
+    _REPLAY = f"""
+        WITH picked AS ({{pick}}),
+        moved AS (
+            UPDATE notifications n
+               SET status = 'pending', attempt_base = n.attempts, next_attempt_at = NULL,
+                   error_message = NULL, failed_at = NULL, enqueued_at = $1, updated_at = $1
+              FROM picked WHERE n.id = picked.id
+         RETURNING {", ".join("n." + c.strip() for c in _COLUMNS.split(","))}
+        ),
+        queued AS (
+            INSERT INTO outbox (notification_id, priority, channel, correlation_id, created_at)
+            SELECT id, priority, channel, correlation_id, $1 FROM moved
+        )
+        SELECT * FROM moved
+    """
+
+    async def replay(self, tenant_id: str, notification_id: UUID, now: datetime) -> Notification:
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                self._REPLAY.format(
+                    pick="SELECT id FROM notifications WHERE id = $2 AND tenant_id = $3 "
+                    "AND status = ANY($4::text[]) FOR UPDATE"
+                ),
+                now,
+                notification_id,
+                tenant_id,
+                _statuses(Status.PENDING),
+            )
+            if row is None:
+                current = await conn.fetchval(
+                    "SELECT status FROM notifications WHERE id = $1 AND tenant_id = $2",
+                    notification_id,
+                    tenant_id,
+                )
+        if row is None:
+            if current is None:
+                raise NotFound(f"Notification {notification_id} was not found.")
+            raise IllegalTransition(current, Status.PENDING.value)
+        return _row_to_notification(row)
+
+    async def replay_dead_letters(self, query: DeadLetterQuery, now: datetime, dry_run: bool) -> int:
+        clauses, args = self._dead_letter_filter(query)
+        if dry_run:
+            count: int = await self._pool.fetchval(
+                f"SELECT count(*) FROM notifications WHERE {' AND '.join(clauses)}", *args
+            )
+            return count
+        # $1 of the replay statement is `now`: shift the filter's placeholders by one.
+        shifted = [_shift_placeholders(c, 1) for c in clauses]
+        pick = f"SELECT id FROM notifications WHERE {' AND '.join(shifted)} FOR UPDATE SKIP LOCKED"
+        rows = await self._pool.fetch(self._REPLAY.format(pick=pick), now, *args)
+        return len(rows)
+
+    async def set_paused(self, channel: Channel | None, paused: bool, now: datetime) -> None:
+        scope = channel.value if channel is not None else "*"
+        async with self._pool.acquire() as conn, conn.transaction():
+            if channel is None and not paused:
+                await conn.execute("DELETE FROM delivery_controls")  # resume all: every scope
+                return
+            await conn.execute(
+                """INSERT INTO delivery_controls (channel, paused, updated_at) VALUES ($1, $2, $3)
+                   ON CONFLICT (channel)
+                   DO UPDATE SET paused = EXCLUDED.paused, updated_at = EXCLUDED.updated_at""",
+                scope,
+                paused,
+                now,
+            )
+
+    async def paused_channels(self) -> set[str]:
+        rows = await self._pool.fetch("SELECT channel FROM delivery_controls WHERE paused")
+        return {r["channel"] for r in rows}
 
     async def _enqueue(self, pick: str, *args: Any) -> int:
         status = await self._pool.execute(_ENQUEUE_PICKED.format(pick=pick), *args)
@@ -279,6 +477,38 @@ class PgNotificationStore:
             limit,
         )
 
+    async def release_due_retries(self, now: datetime, limit: int, stale_before: datetime) -> int:
+        # enqueued_at NULL: not released yet. Released before stale_before and still waiting: its record was
+        # lost (a broker restart), so it is released again; the claim drops any duplicate.
+        status = await self._pool.execute(
+            """WITH due AS (
+                   SELECT id FROM notifications
+                    WHERE status = 'retrying' AND next_attempt_at <= $1
+                      AND (enqueued_at IS NULL OR enqueued_at < $3)
+                    ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED
+               ), marked AS (
+                   UPDATE notifications n SET enqueued_at = $1 FROM due WHERE n.id = due.id
+                   RETURNING n.id, n.priority, n.channel, n.correlation_id
+               )
+               INSERT INTO outbox (notification_id, priority, channel, correlation_id, created_at)
+               SELECT id, priority, channel, correlation_id, $1 FROM marked""",
+            now,
+            limit,
+            stale_before,
+        )
+        return _affected(status)
+
+    async def requeue_parked(self, now: datetime, limit: int) -> int:
+        return await self._enqueue(
+            """SELECT n.id FROM notifications n
+                WHERE n.status = 'pending' AND n.enqueued_at IS NULL
+                  AND NOT EXISTS (SELECT 1 FROM delivery_controls c
+                                   WHERE c.paused AND c.channel IN ('*', n.channel))
+                LIMIT $2 FOR UPDATE SKIP LOCKED""",
+            now,
+            limit,
+        )
+
     async def requeue_stale_pending(self, older_than: datetime, now: datetime, limit: int) -> int:
         return await self._enqueue(
             """SELECT id FROM notifications WHERE status = 'pending' AND enqueued_at < $3
@@ -296,7 +526,7 @@ class PgOutbox:
     async def relay_batch(self, limit: int, publish: Publish, now: datetime) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
-                """SELECT id, notification_id, priority, channel, correlation_id, created_at
+                """SELECT id, notification_id, priority, channel, correlation_id, created_at, kind
                      FROM outbox WHERE published_at IS NULL
                     ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
                 limit,
@@ -311,6 +541,7 @@ class PgOutbox:
                     channel=Channel(r["channel"]),
                     correlation_id=r["correlation_id"],
                     created_at=r["created_at"],
+                    kind=OutboxKind(r["kind"]),
                 )
                 for r in rows
             ]

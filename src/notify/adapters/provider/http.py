@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
+import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -30,11 +33,20 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 
 class HttpProvider:
-    def __init__(self, name: str, url: str, session: aiohttp.ClientSession, *, timeout_s: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        session: aiohttp.ClientSession,
+        *,
+        timeout_s: float,
+        hmac_secret: str | None = None,
+    ) -> None:
         self.name = name
         self._url = url
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._secret = hmac_secret.encode() if hmac_secret else None
 
     async def send(self, message: ProviderMessage) -> ProviderReceipt:
         body = {
@@ -71,6 +83,14 @@ class HttpProvider:
                 f"{self.name}: HTTP {status}: {snippet}", status=status, retry_after_s=retry_after
             )
         raise PermanentProviderError(f"{self.name}: HTTP {status}: {snippet}", status=status)
+
+
+def sign(secret: bytes, payload: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """``X-Notify-Signature: sha256=HMAC(secret, "<timestamp>.<body>")``; the timestamp lets a receiver
+    refuse replays of an old signed request."""
+    ts = str(timestamp if timestamp is not None else int(time.time()))
+    digest = hmac.new(secret, ts.encode() + b"." + payload, hashlib.sha256).hexdigest()
+    return {"X-Notify-Timestamp": ts, "X-Notify-Signature": f"sha256={digest}"}
 
 
 def _message_id(text: str) -> str | None:
