@@ -26,6 +26,7 @@ from notify.adapters.resilience import AioCircuitBreaker, ChannelRateLimiter
 from notify.app.delivery import Deliverer, PauseCache, Route
 from notify.app.dispatcher import PriorityDispatcher, Work
 from notify.app.notifications import NotificationService
+from notify.app.operations import Operations
 from notify.app.recovery import Recovery
 from notify.app.relay import OutboxRelay
 from notify.domain.model import Channel, Priority
@@ -70,8 +71,9 @@ def build_api_app(settings: Settings) -> web.Application:
             poll_interval_s=settings.outbox_poll_interval_s,
             retention=timedelta(seconds=settings.outbox_retention_s),
         )
+        store = PgNotificationStore(pool)
         service = NotificationService(
-            PgNotificationStore(pool),
+            store,
             clock,
             max_retries=max_retries(settings),
             on_enqueued=relay.wake if settings.outbox_relay_enabled else None,
@@ -83,7 +85,10 @@ def build_api_app(settings: Settings) -> web.Application:
         async def kafka_ready() -> None:
             await producer.client.fetch_all_metadata()
 
-        app[SERVICES] = ApiServices(service, {"database": database_ready, "kafka": kafka_ready})
+        operations = Operations(
+            store, clock, on_enqueued=relay.wake if settings.outbox_relay_enabled else None
+        )
+        app[SERVICES] = ApiServices(service, operations, {"database": database_ready, "kafka": kafka_ready})
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         if settings.outbox_relay_enabled:

@@ -8,24 +8,30 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from notify.adapters.http.errors import error_middleware, error_response, from_pydantic
 from notify.adapters.http.schemas import (
+    ChannelScopeIn,
+    DeadLetterParams,
+    DeadLetterReplayIn,
     ListParams,
     NotificationIn,
+    attempt_json,
     decode_cursor,
     encode_cursor,
     notification_json,
 )
 from notify.app.notifications import NotificationService
+from notify.app.operations import DeliveryState, Operations
 from notify.domain.errors import FieldError, ValidationFailed
+from notify.domain.model import Channel
 from notify.logs import correlation_id_var
-from notify.ports.store import ListQuery
+from notify.ports.store import DeadLetterQuery, ListQuery
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +41,13 @@ CORRELATION_HEADER = "X-Correlation-ID"
 _CORRELATION_OK = re.compile(r"^[A-Za-z0-9._:/=+-]{1,128}$")
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass
 class ApiServices:
     notifications: NotificationService
+    operations: Operations
     readiness: Mapping[str, ReadinessCheck] = field(default_factory=dict)
 
 
@@ -107,15 +115,7 @@ async def get_notification(request: web.Request) -> web.Response:
 
 
 async def list_notifications(request: web.Request) -> web.Response:
-    repeated = sorted({k for k in request.query if len(request.query.getall(k)) > 1})
-    if repeated:
-        raise ValidationFailed.for_fields(
-            [FieldError(k, "must be given at most once", "repeated") for k in repeated]
-        )
-    try:
-        params = ListParams.model_validate(dict(request.query))
-    except ValidationError as exc:
-        raise from_pydantic(exc) from None
+    params = _query_params(request, ListParams)
     if params.date_from and params.date_to and params.date_from > params.date_to:
         raise ValidationFailed.for_fields(
             [FieldError("date_to", "must not be before date_from", "invalid_range")]
@@ -145,6 +145,100 @@ async def list_notifications(request: web.Request) -> web.Response:
 async def cancel_notification(request: web.Request) -> web.Response:
     notification = await _services(request).notifications.cancel(DEFAULT_TENANT, _notification_id(request))
     return web.json_response(notification_json(notification))
+
+
+async def list_attempts(request: web.Request) -> web.Response:
+    ledger = await _services(request).operations.attempts(DEFAULT_TENANT, _notification_id(request))
+    return web.json_response({"data": [attempt_json(a) for a in ledger]})
+
+
+async def replay_notification(request: web.Request) -> web.Response:
+    notification = await _services(request).operations.replay(DEFAULT_TENANT, _notification_id(request))
+    return web.json_response(notification_json(notification))
+
+
+def _query_params(request: web.Request, model: type[M]) -> M:
+    repeated = sorted({k for k in request.query if len(request.query.getall(k)) > 1})
+    if repeated:
+        raise ValidationFailed.for_fields(
+            [FieldError(k, "must be given at most once", "repeated") for k in repeated]
+        )
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise from_pydantic(exc) from None
+
+
+async def _optional_body(request: web.Request, model: type[M]) -> M:
+    """A JSON body that may be absent (then every field takes its default)."""
+    body = await request.read()
+    try:
+        return model.model_validate_json(body) if body.strip() else model.model_validate({})
+    except ValidationError as exc:
+        raise from_pydantic(exc) from None
+
+
+async def list_dead_letters(request: web.Request) -> web.Response:
+    params = _query_params(request, DeadLetterParams)
+    page = await _services(request).operations.dead_letters(
+        DeadLetterQuery(
+            tenant_id=DEFAULT_TENANT,
+            channel=params.channel,
+            provider=params.provider,
+            error_contains=params.error,
+            date_from=params.date_from,
+            date_to=params.date_to,
+            after_id=decode_cursor(params.cursor) if params.cursor else None,
+            page_size=params.page_size,
+        )
+    )
+    return web.json_response(
+        {
+            "data": [notification_json(n) for n in page.items],
+            "next_cursor": encode_cursor(page.next_after_id) if page.next_after_id else None,
+        }
+    )
+
+
+async def replay_dead_letters(request: web.Request) -> web.Response:
+    body = await _optional_body(request, DeadLetterReplayIn)
+    query = DeadLetterQuery(
+        tenant_id=DEFAULT_TENANT,
+        channel=body.channel,
+        provider=body.provider,
+        error_contains=body.error,
+        date_from=body.date_from,
+        date_to=body.date_to,
+    )
+    count = await _services(request).operations.replay_dead_letters(query, dry_run=body.dry_run)
+    return web.json_response(
+        {"dry_run": body.dry_run, "matched": count, "replayed": 0 if body.dry_run else count}
+    )
+
+
+def _delivery_json(state: DeliveryState) -> dict[str, Any]:
+    return {
+        "paused": state.paused_all,
+        "channels": {c.value: {"paused": state.is_paused(c)} for c in Channel},
+    }
+
+
+async def get_delivery(request: web.Request) -> web.Response:
+    return web.json_response(_delivery_json(await _services(request).operations.delivery_state()))
+
+
+async def pause_delivery(request: web.Request) -> web.Response:
+    body = await _optional_body(request, ChannelScopeIn)
+    return web.json_response(
+        _delivery_json(await _services(request).operations.set_paused(body.channel, True))
+    )
+
+
+async def resume_delivery(request: web.Request) -> web.Response:
+    body = await _optional_body(request, ChannelScopeIn)
+    return web.json_response(
+        _delivery_json(await _services(request).operations.set_paused(body.channel, False))
+    )
 
 
 async def health(request: web.Request) -> web.Response:
@@ -188,4 +282,11 @@ def create_app(
     app.router.add_get("/api/v1/notifications", list_notifications)
     app.router.add_get("/api/v1/notifications/{id}", get_notification)
     app.router.add_patch("/api/v1/notifications/{id}/cancel", cancel_notification)
+    app.router.add_get("/api/v1/notifications/{id}/attempts", list_attempts)
+    app.router.add_post("/api/v1/notifications/{id}/replay", replay_notification)
+    app.router.add_get("/api/v1/dead-letters", list_dead_letters)
+    app.router.add_post("/api/v1/dead-letters/replay", replay_dead_letters)
+    app.router.add_get("/api/v1/delivery", get_delivery)
+    app.router.add_post("/api/v1/delivery/pause", pause_delivery)
+    app.router.add_post("/api/v1/delivery/resume", resume_delivery)
     return app

@@ -14,6 +14,7 @@ from notify.app.notifications import NewNotification
 from notify.domain.errors import FieldError, ValidationFailed
 from notify.domain.model import Channel, Notification, Priority, Status
 from notify.domain.validation import sms_segments
+from notify.ports.store import AttemptRecord
 
 
 class NotificationIn(BaseModel):
@@ -108,7 +109,56 @@ def notification_json(n: Notification) -> dict[str, Any]:
         "error_message": n.error_message,
         "sent_at": rfc3339(n.sent_at),
         "failed_at": rfc3339(n.failed_at),
+        "next_attempt_at": rfc3339(n.next_attempt_at),
         "created_at": rfc3339(n.created_at),
         "updated_at": rfc3339(n.updated_at),
         "sms": sms,
+    }
+
+
+class DeadLetterParams(BaseModel):
+    """Query parameters of GET /dead-letters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Channel | None = None
+    provider: str | None = Field(default=None, min_length=1, max_length=200)
+    error: str | None = Field(default=None, min_length=1, max_length=500)
+    date_from: AwareDatetime | None = None
+    date_to: AwareDatetime | None = None
+    cursor: str | None = None
+    page_size: int = Field(default=20, ge=1, le=100)
+
+
+class DeadLetterReplayIn(BaseModel):
+    """Body of POST /dead-letters/replay: a filter, and dry_run to only count."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    channel: Channel | None = None
+    provider: str | None = Field(default=None, min_length=1, max_length=200)
+    error: str | None = Field(default=None, min_length=1, max_length=500)
+    date_from: AwareDatetime | None = None
+    date_to: AwareDatetime | None = None
+    dry_run: bool = False
+
+
+class ChannelScopeIn(BaseModel):
+    """Body of POST /delivery/pause and /resume: one channel, or none for all."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    channel: Channel | None = None
+
+
+def attempt_json(a: AttemptRecord) -> dict[str, Any]:
+    return {
+        "attempt": a.attempt,
+        "provider": a.provider,
+        "started_at": rfc3339(a.started_at),
+        "finished_at": rfc3339(a.finished_at),
+        "outcome": a.outcome.value,
+        "http_status": a.http_status,
+        "error": a.error,
+        "latency_ms": round(a.latency_ms, 3),
     }
