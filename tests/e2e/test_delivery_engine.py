@@ -76,8 +76,8 @@ async def test_transient_errors_then_success_within_the_backoff_bounds(stack: St
 
 async def test_permanent_failure_and_exhaustion_dead_letter_and_replay_delivers(stack: Stack) -> None:
     await stack.start_sandbox()
-    await stack.start_api()
-    await stack.start_worker(**FAST_RETRIES, max_retries_normal=2)
+    await stack.start_api(max_retries_normal=2)  # fixed at acceptance, stored with the notification
+    await stack.start_worker(**FAST_RETRIES)
     await stack.set_sandbox(fail_next=1, error_status=400)
     refused = await stack.send_sms("bad")
     failed = await wait_status(stack, refused["id"], "failed")
@@ -129,10 +129,10 @@ async def test_permanent_failure_and_exhaustion_dead_letter_and_replay_delivers(
 
 async def test_provider_down_for_5s_opens_the_breaker_and_nothing_fails(stack: Stack) -> None:
     await stack.start_sandbox()
-    await stack.start_api()
-    await stack.start_worker(
-        **FAST_RETRIES, breaker_fail_max=3, breaker_reset_s=1, max_retries_normal=8, worker_concurrency=8
-    )
+    # Each half-open trial that meets the outage is a real call and uses one retry; 8 retries outlast the
+    # handful of trials a 5 s outage sees with a 1 s cooldown.
+    await stack.start_api(max_retries_normal=8)
+    await stack.start_worker(**FAST_RETRIES, breaker_fail_max=3, breaker_reset_s=1, worker_concurrency=8)
     await stack.set_sandbox(down=True)
     ids = await post_many(stack, 30)
     await asyncio.sleep(5)
@@ -145,7 +145,9 @@ async def test_provider_down_for_5s_opens_the_breaker_and_nothing_fails(stack: S
     assert stats["accepted"] == 30
     assert stats["duplicates"] == {}
     # The breaker kept the calls to the dead gateway to a handful: far fewer than 30 notifications x retries.
-    tried = sum(len(await attempts(stack, i)) for i in ids)
+    tried = 0
+    for i in ids:
+        tried += len(await attempts(stack, i))
     assert tried < 30 + 30, tried
 
 
@@ -170,8 +172,10 @@ async def test_primary_down_the_secondary_delivers(stack: Stack) -> None:
         assert (await attempts(stack, i))[-1]["provider"] == "secondary"
     first = await attempts(stack, ids[0])
     assert [a["provider"] for a in first][-1] == "secondary"
-    calls_to_primary = sum(1 for i in ids for a in await attempts(stack, i) if a["provider"] == "primary")
-    assert calls_to_primary <= 2 + 5  # breaker opened after two failures (some were already in flight)
+    calls_to_primary = 0
+    for i in ids:
+        calls_to_primary += sum(1 for a in await attempts(stack, i) if a["provider"] == "primary")
+    assert 2 <= calls_to_primary <= 2 + 5  # the breaker opened after two failures (others were in flight)
 
 
 async def test_429_retry_after_is_honoured(stack: Stack) -> None:

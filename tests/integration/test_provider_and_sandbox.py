@@ -139,3 +139,24 @@ def test_retry_after_parsing() -> None:
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past: no wait
+
+
+async def test_hmac_signature_covers_timestamp_and_body(
+    sandbox: tuple[TestServer, SandboxState], http: aiohttp.ClientSession
+) -> None:
+    import hashlib
+    import hmac
+
+    server, _ = sandbox
+    signed = HttpProvider("sandbox", str(server.make_url("/send")), http, timeout_s=2, hmac_secret="s3cret")
+    m = message()
+    await signed.send(m)
+    assert sign(b"k", b"{}", timestamp=1) == {
+        "X-Notify-Timestamp": "1",
+        "X-Notify-Signature": "sha256=" + hmac.new(b"k", b"1.{}", hashlib.sha256).hexdigest(),
+    }
+    async with http.get(server.make_url(f"/messages?idempotency_key={m.notification_id}")) as r:
+        recorded = (await r.json())["messages"][0]
+    raw = recorded["raw_body"].encode()
+    expected = hmac.new(b"s3cret", recorded["timestamp"].encode() + b"." + raw, hashlib.sha256).hexdigest()
+    assert recorded["signature"] == f"sha256={expected}"
