@@ -15,6 +15,7 @@ codes and 429 with Retry-After, settable by flags at start and at run time:
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections import Counter
@@ -102,8 +103,9 @@ async def _send(request: web.Request) -> web.Response:
         return web.json_response(
             {"error": "injected failure", "status": status}, status=status, headers=headers
         )
+    raw = await request.read()
     try:
-        body = await request.json()
+        body = json.loads(raw)
     except ValueError:
         state.rejected += 1
         return web.json_response({"error": "body is not JSON"}, status=400)
@@ -127,6 +129,9 @@ async def _send(request: web.Request) -> web.Response:
             "attempt": request.headers.get("X-Notify-Attempt"),
             "correlation_id": request.headers.get("X-Correlation-ID"),
             "traceparent": request.headers.get("traceparent"),
+            "timestamp": request.headers.get("X-Notify-Timestamp"),
+            "signature": request.headers.get("X-Notify-Signature"),
+            "raw_body": raw.decode(errors="replace"),
             "path": request.path,
             "body": body,
         }

@@ -62,9 +62,13 @@ class HttpProvider:
         headers = {"Idempotency-Key": str(message.notification_id), "X-Notify-Attempt": str(message.attempt)}
         if message.correlation_id:
             headers["X-Correlation-ID"] = message.correlation_id
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        headers["Content-Type"] = "application/json"
+        if self._secret is not None:
+            headers.update(sign(self._secret, payload))  # signs exactly the bytes sent
         try:
             async with self._session.post(
-                self._url, json=body, headers=headers, timeout=self._timeout
+                self._url, data=payload, headers=headers, timeout=self._timeout
             ) as resp:
                 text = await resp.text()
                 status = resp.status
