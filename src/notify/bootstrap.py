@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import aiohttp
+import asyncpg
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from notify.adapters.clock import SystemClock
 from notify.adapters.http.app import SERVICES, ApiServices, create_app
@@ -31,6 +32,7 @@ from notify.app.recovery import Recovery
 from notify.app.relay import OutboxRelay
 from notify.domain.model import Channel, Priority
 from notify.domain.retry import RetryPolicy
+from notify.ports.clock import Clock
 from notify.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,19 @@ async def _background(stop: asyncio.Event, *tasks: asyncio.Task[None]) -> None:
             await task
 
 
+def build_relay(
+    settings: Settings, pool: asyncpg.Pool, producer: AIOKafkaProducer, clock: Clock
+) -> OutboxRelay:
+    return OutboxRelay(
+        PgOutbox(pool),
+        KafkaDispatchPublisher(producer, settings.topic_for_priority, settings.dead_letter_topic),
+        clock,
+        batch_size=settings.outbox_batch_size,
+        poll_interval_s=settings.outbox_poll_interval_s,
+        retention=timedelta(seconds=settings.outbox_retention_s),
+    )
+
+
 def build_api_app(settings: Settings) -> web.Application:
     async def resources(app: web.Application) -> AsyncIterator[None]:
         clock = SystemClock()
@@ -63,14 +78,7 @@ def build_api_app(settings: Settings) -> web.Application:
         )
         producer = make_producer(settings.kafka_bootstrap_servers, linger_ms=settings.kafka_linger_ms)
         await producer.start()
-        relay = OutboxRelay(
-            PgOutbox(pool),
-            KafkaDispatchPublisher(producer, settings.topic_for_priority, settings.dead_letter_topic),
-            clock,
-            batch_size=settings.outbox_batch_size,
-            poll_interval_s=settings.outbox_poll_interval_s,
-            retention=timedelta(seconds=settings.outbox_retention_s),
-        )
+        relay = build_relay(settings, pool, producer, clock)
         store = PgNotificationStore(pool)
         service = NotificationService(
             store,
@@ -170,14 +178,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         store = PgNotificationStore(pool)
         # The worker relays too: what its recovery sweep re-enqueues is published at once, and delivery
         # keeps flowing while no API process runs.
-        relay = OutboxRelay(
-            PgOutbox(pool),
-            KafkaDispatchPublisher(producer, settings.topic_for_priority, settings.dead_letter_topic),
-            clock,
-            batch_size=settings.outbox_batch_size,
-            poll_interval_s=settings.outbox_poll_interval_s,
-            retention=timedelta(seconds=settings.outbox_retention_s),
-        )
+        relay = build_relay(settings, pool, producer, clock)
         recovery = Recovery(
             store,
             clock,

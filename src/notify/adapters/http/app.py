@@ -31,7 +31,7 @@ from notify.app.operations import DeliveryState, Operations
 from notify.domain.errors import FieldError, ValidationFailed
 from notify.domain.model import Channel
 from notify.logs import correlation_id_var
-from notify.ports.store import DeadLetterQuery, ListQuery
+from notify.ports.store import DeadLetterQuery, ListQuery, Page
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,13 @@ async def correlation_middleware(request: web.Request, handler: Any) -> web.Stre
         correlation_id_var.reset(token)
     response.headers[CORRELATION_HEADER] = correlation_id
     return response
+
+
+def _page_json(page: Page) -> dict[str, Any]:
+    return {
+        "data": [notification_json(n) for n in page.items],
+        "next_cursor": encode_cursor(page.next_after_id) if page.next_after_id else None,
+    }
 
 
 def _services(request: web.Request) -> ApiServices:
@@ -134,12 +141,7 @@ async def list_notifications(request: web.Request) -> web.Response:
             page_size=params.page_size,
         )
     )
-    return web.json_response(
-        {
-            "data": [notification_json(n) for n in page.items],
-            "next_cursor": encode_cursor(page.next_after_id) if page.next_after_id else None,
-        }
-    )
+    return web.json_response(_page_json(page))
 
 
 async def cancel_notification(request: web.Request) -> web.Response:
@@ -192,12 +194,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
             page_size=params.page_size,
         )
     )
-    return web.json_response(
-        {
-            "data": [notification_json(n) for n in page.items],
-            "next_cursor": encode_cursor(page.next_after_id) if page.next_after_id else None,
-        }
-    )
+    return web.json_response(_page_json(page))
 
 
 async def replay_dead_letters(request: web.Request) -> web.Response:
