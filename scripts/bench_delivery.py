@@ -2,8 +2,7 @@
 """Benchmark a running notify stack (e.g. `scripts/dev`): POST throughput and latency, and the time from
 acceptance to delivery at the sandbox provider.
 
-    .venv/bin/python scripts/bench_delivery.py --api http://127.0.0.1:8080 --sandbox http://127.0.0.1:9100 \
-        -n 2000 -c 50
+    .venv/bin/python scripts/bench_delivery.py --key "$NOTIFY_KEY" -n 2000 -c 50
 
 It resets the sandbox's counters first and sends only to 127.0.0.1. Bounded: it stops after --timeout s.
 """
@@ -23,7 +22,7 @@ def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def parse(ts: str) -> datetime:
@@ -31,7 +30,7 @@ def parse(ts: str) -> datetime:
 
 
 async def main(args: argparse.Namespace) -> int:
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {args.key}"}) as http:
         async with http.post(f"{args.sandbox}/reset") as r:
             r.raise_for_status()
         gate = asyncio.Semaphore(args.concurrency)
@@ -41,8 +40,12 @@ async def main(args: argparse.Namespace) -> int:
 
         async def one(i: int) -> None:
             nonlocal errors
-            body = {"channel": args.channel, "recipient": args.recipient, "content": f"bench {i}",
-                    "priority": args.priority}
+            body = {
+                "channel": args.channel,
+                "recipient": args.recipient,
+                "content": f"bench {i}",
+                "priority": args.priority,
+            }
             async with gate:
                 t0 = time.perf_counter()
                 async with http.post(f"{args.api}/api/v1/notifications", json=body) as r:
@@ -84,20 +87,29 @@ async def main(args: argparse.Namespace) -> int:
                 break
 
     print(f"notifications: {args.n} ({args.channel}, {args.priority}), POST concurrency {args.concurrency}")
-    print(f"POST: {len(ids)} accepted, {errors} errors in {post_s:.2f} s = {len(ids) / post_s:.0f}/s; "
-          f"latency ms p50 {pct(post_ms, 50):.1f} p95 {pct(post_ms, 95):.1f} p99 {pct(post_ms, 99):.1f}")
-    print(f"all delivered at the sandbox after {all_s:.2f} s = {stats['accepted'] / all_s:.0f}/s end to end "
-          f"(sandbox accepted {stats['accepted']}, duplicates {len(stats['duplicates'])})")
+    print(
+        f"POST: {len(ids)} accepted, {errors} errors in {post_s:.2f} s = {len(ids) / post_s:.0f}/s; "
+        f"latency ms p50 {pct(post_ms, 50):.1f} p95 {pct(post_ms, 95):.1f} p99 {pct(post_ms, 99):.1f}"
+    )
+    print(
+        f"all delivered at the sandbox after {all_s:.2f} s = {stats['accepted'] / all_s:.0f}/s end to end "
+        f"(sandbox accepted {stats['accepted']}, duplicates {len(stats['duplicates'])})"
+    )
     if latencies:
-        print(f"accepted -> delivered ms: p50 {pct(latencies, 50):.1f} p95 {pct(latencies, 95):.1f} "
-              f"p99 {pct(latencies, 99):.1f} max {max(latencies):.1f} mean {statistics.mean(latencies):.1f}")
+        print(
+            f"accepted -> delivered ms: p50 {pct(latencies, 50):.1f} p95 {pct(latencies, 95):.1f} "
+            f"p99 {pct(latencies, 99):.1f} max {max(latencies):.1f} mean {statistics.mean(latencies):.1f}"
+        )
     return 0 if not errors and stats["accepted"] >= len(ids) else 1
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--api", default="http://127.0.0.1:8080")
     parser.add_argument("--sandbox", default="http://127.0.0.1:9100")
+    parser.add_argument("--key", required=True, help="an API key (scripts/dev prints one)")
     parser.add_argument("-n", type=int, default=2000)
     parser.add_argument("-c", "--concurrency", type=int, default=50)
     parser.add_argument("--channel", default="sms")

@@ -23,6 +23,7 @@ import pytest
 
 from notify.adapters.postgres.migrate import apply_migrations
 from notify.adapters.postgres.pool import create_pool
+from notify.devtools.devstack import create_api_key
 from notify.devtools.infra import TansuBroker, ensure_postgres, free_port
 from tests.support import NotifyProcess, wait_http_ok, wait_log
 
@@ -104,7 +105,7 @@ class Stack:
     """The real notify processes for one test: sandbox, API(s), worker(s), on a private database, topic
     prefix and consumer group."""
 
-    def __init__(self, database_url: str, bootstrap: str, prefix: str, log_dir: Path) -> None:
+    def __init__(self, database_url: str, bootstrap: str, prefix: str, log_dir: Path, api_key: str) -> None:
         self.database_url = database_url
         self.bootstrap = bootstrap
         self.prefix = prefix
@@ -112,7 +113,8 @@ class Stack:
         self.sandbox_port = free_port()
         self.processes: list[NotifyProcess] = []
         self.apis: dict[str, str] = {}
-        self.http = aiohttp.ClientSession()
+        self.api_key = api_key
+        self.http = aiohttp.ClientSession(headers={"Authorization": f"Bearer {api_key}"})
 
     @property
     def sandbox_url(self) -> str:
@@ -216,7 +218,8 @@ class Stack:
 async def stack(
     database_url: str, broker: TansuBroker, topic_prefix: str, tmp_path: Path
 ) -> AsyncIterator[Stack]:
-    s = Stack(database_url, broker.bootstrap_servers, topic_prefix, tmp_path)
+    key = await create_api_key(database_url, name="tests", tenant_id="tenant-a")
+    s = Stack(database_url, broker.bootstrap_servers, topic_prefix, tmp_path, key)
     try:
         yield s
     finally:

@@ -9,13 +9,13 @@ from uuid import UUID
 
 from notify.domain.errors import (
     CircuitOpen,
-    Conflict,
+    DuplicateIdempotencyKey,
     IllegalTransition,
     NotFound,
     PermanentProviderError,
     ProviderError,
 )
-from notify.domain.model import Channel, Notification, Status, can_transition
+from notify.domain.model import Batch, Channel, Notification, Status, can_transition
 from notify.ports.provider import ProviderMessage, ProviderReceipt
 from notify.ports.store import (
     AttemptRecord,
@@ -53,6 +53,7 @@ class FakeStore:
         self.parked: set[UUID] = set()
         self.paused: set[str] = set()
         self.released: set[UUID] = set()
+        self.batches: dict[UUID, Batch] = {}
 
     # --- NotificationStore ---
 
@@ -61,15 +62,57 @@ class FakeStore:
             OutboxRecord(len(self.outbox) + 1, n.id, n.priority, n.channel, n.correlation_id, now, kind)
         )
 
-    async def create(self, notifications: Sequence[Notification]) -> None:
+    async def create(self, notifications: Sequence[Notification], batch: Batch | None = None) -> None:
+        if (
+            batch is not None
+            and batch.idempotency_key is not None
+            and any(
+                b.tenant_id == batch.tenant_id and b.idempotency_key == batch.idempotency_key
+                for b in self.batches.values()
+            )
+        ):
+            raise DuplicateIdempotencyKey("duplicate batch key", batch=True)
         keys = {(n.tenant_id, n.idempotency_key) for n in self.rows.values() if n.idempotency_key}
         for n in notifications:
             if n.idempotency_key and (n.tenant_id, n.idempotency_key) in keys:
-                raise Conflict("duplicate idempotency key")
+                raise DuplicateIdempotencyKey("duplicate idempotency key")
+        if batch is not None:
+            self.batches[batch.id] = batch
         for n in notifications:
             self.rows[n.id] = n
             if n.status is Status.PENDING:
                 self._enqueue(n, n.created_at)
+
+    async def find_by_idempotency_key(self, tenant_id: str, key: str) -> Notification | None:
+        return next(
+            (n for n in self.rows.values() if n.tenant_id == tenant_id and n.idempotency_key == key), None
+        )
+
+    async def used_idempotency_keys(self, tenant_id: str, keys: Sequence[str]) -> set[str]:
+        return {
+            n.idempotency_key
+            for n in self.rows.values()
+            if n.tenant_id == tenant_id and n.idempotency_key in keys
+        }  # type: ignore[misc]
+
+    async def get_batch(self, tenant_id: str, batch_id: UUID) -> Batch | None:
+        b = self.batches.get(batch_id)
+        return b if b and b.tenant_id == tenant_id else None
+
+    async def find_batch_by_idempotency_key(self, tenant_id: str, key: str) -> Batch | None:
+        return next(
+            (b for b in self.batches.values() if b.tenant_id == tenant_id and b.idempotency_key == key), None
+        )
+
+    async def batch_notifications(self, batch: Batch) -> list[Notification]:
+        return sorted((n for n in self.rows.values() if n.batch_id == batch.id), key=lambda n: n.id)
+
+    async def batch_counts(self, batch_id: UUID) -> dict[Status, int]:
+        counts: dict[Status, int] = {}
+        for n in self.rows.values():
+            if n.batch_id == batch_id:
+                counts[n.status] = counts.get(n.status, 0) + 1
+        return counts
 
     async def get(self, tenant_id: str, notification_id: UUID) -> Notification | None:
         n = self.rows.get(notification_id)

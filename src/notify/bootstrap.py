@@ -17,13 +17,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from notify.adapters.clock import SystemClock
 from notify.adapters.http.app import SERVICES, ApiServices, create_app
+from notify.adapters.http.auth import KeyRateLimiter
 from notify.adapters.kafka.consumer import PriorityConsumerLoop
 from notify.adapters.kafka.publisher import KafkaDispatchPublisher, make_producer
 from notify.adapters.kafka.topics import ensure_topics
+from notify.adapters.postgres.keys import PgApiKeyStore
 from notify.adapters.postgres.pool import create_pool
 from notify.adapters.postgres.store import PgNotificationStore, PgOutbox
 from notify.adapters.provider.http import HttpProvider
 from notify.adapters.resilience import AioCircuitBreaker, ChannelRateLimiter
+from notify.app.auth import Authenticator
 from notify.app.delivery import Deliverer, PauseCache, Route
 from notify.app.dispatcher import PriorityDispatcher, Work
 from notify.app.notifications import NotificationService
@@ -96,7 +99,13 @@ def build_api_app(settings: Settings) -> web.Application:
         operations = Operations(
             store, clock, on_enqueued=relay.wake if settings.outbox_relay_enabled else None
         )
-        app[SERVICES] = ApiServices(service, operations, {"database": database_ready, "kafka": kafka_ready})
+        app[SERVICES] = ApiServices(
+            service,
+            operations,
+            Authenticator(PgApiKeyStore(pool), clock, cache_ttl_s=settings.api_key_cache_s),
+            KeyRateLimiter(settings.api_key_rate_limit_per_s),
+            {"database": database_ready, "kafka": kafka_ready},
+        )
         stop = asyncio.Event()
         tasks: list[asyncio.Task[None]] = []
         if settings.outbox_relay_enabled:

@@ -42,7 +42,12 @@ class Settings(BaseSettings):
     # --- API --------------------------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = Field(8080, ge=0, le=65535)
-    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    # A batch of 1000 emails can be large; single requests are far smaller.
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    api_key_rate_limit_per_s: float = Field(200.0, gt=0, description="default requests/s per API key")
+    api_key_cache_s: float = Field(
+        5.0, ge=0, description="key lookups are cached; revocation takes this long"
+    )
 
     # --- outbox relay (runs inside every API process; safe to run in many) ------------------------------
     outbox_relay_enabled: bool = True

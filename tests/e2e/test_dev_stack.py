@@ -47,7 +47,17 @@ async def test_dev_stack_delivers_a_post_and_stops_on_ctrl_c(postgres_server: st
     api = f"http://127.0.0.1:{api_port}"
     try:
         await wait_http_ok(f"{api}/health/ready", timeout_s=60)
-        async with aiohttp.ClientSession() as http:
+
+        async def banner_printed() -> bool:
+            return "export NOTIFY_KEY=" in (tmp_path / "dev.log").read_text()
+
+        await eventually(banner_printed, what="the banner with the API key")
+        key = next(
+            line.split("export NOTIFY_KEY=")[1].strip()
+            for line in (tmp_path / "dev.log").read_text().splitlines()
+            if "export NOTIFY_KEY=" in line
+        )
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as http:
             body = {"channel": "sms", "recipient": "+14155550123", "content": "Hello"}
             async with http.post(f"{api}/api/v1/notifications", json=body) as r:
                 assert r.status == 201

@@ -86,9 +86,10 @@ async def test_create_writes_notification_and_outbox_in_one_transaction(
 async def test_a_failed_insert_leaves_no_outbox_record(
     service: NotificationService, pool: asyncpg.Pool
 ) -> None:
-    await service.create("t1", sms(idempotency_key="k1"))
+    first = await service.create("t1", sms(idempotency_key="k1"))
+    assert (await service.accept("t1", sms(idempotency_key="k1"))).notification.id == first.id  # replayed
     with pytest.raises(Conflict):
-        await service.create("t1", sms(idempotency_key="k1"))
+        await service.create("t1", sms(idempotency_key="k1", content="another"))
     assert await pool.fetchval("SELECT count(*) FROM notifications") == 1
     assert len(await outbox_rows(pool)) == 1
     other_tenant = await service.create("t2", sms(idempotency_key="k1"))  # keys are per tenant
@@ -430,3 +431,36 @@ class TestDeliveryEngine:
         assert await store.paused_channels() == set()
         assert await store.requeue_parked(T0, 10) == 2
         assert await store.requeue_parked(T0, 10) == 0
+
+
+async def test_fifty_concurrent_duplicates_make_one_notification(
+    service: NotificationService, pool: asyncpg.Pool
+) -> None:
+    results = await asyncio.gather(*(service.accept("t1", sms(idempotency_key="same")) for _ in range(50)))
+    assert len({r.notification.id for r in results}) == 1
+    assert sum(1 for r in results if not r.replayed) == 1
+    assert await pool.fetchval("SELECT count(*) FROM notifications") == 1
+    assert len(await outbox_rows(pool)) == 1
+
+
+async def test_batch_of_1000_is_one_transaction_with_counts(
+    service: NotificationService, store: PgNotificationStore, pool: asyncpg.Pool
+) -> None:
+    items = [sms(content=f"m{i}", idempotency_key=f"b-{i}") for i in range(1000)]
+    accepted = await service.accept_batch("t1", items, idempotency_key="batch-1")
+    assert len(accepted.notifications) == 1000
+    assert (
+        await pool.fetchval("SELECT count(*) FROM notifications WHERE batch_id = $1", accepted.batch.id)
+        == 1000
+    )
+    assert len(await outbox_rows(pool)) == 1000
+    assert (await store.batch_counts(accepted.batch.id)) == {Status.PENDING: 1000}
+    replay = await service.accept_batch("t1", items, idempotency_key="batch-1")
+    assert replay.replayed
+    assert [n.id for n in replay.notifications] == [n.id for n in accepted.notifications]
+    # one key reused from that batch: the whole new batch is refused, nothing is stored
+    with pytest.raises(Conflict) as info:
+        await service.accept_batch("t1", [sms(idempotency_key="fresh"), sms(idempotency_key="b-7")])
+    assert [d.field for d in info.value.details] == ["notifications[1].idempotency_key"]
+    assert await pool.fetchval("SELECT count(*) FROM notifications") == 1000
+    assert await pool.fetchval("SELECT count(*) FROM batches") == 1

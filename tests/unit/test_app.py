@@ -75,11 +75,75 @@ class TestCreate:
         low = await svc.create("t", NewNotification(Channel.PUSH, "tok", "x", priority=Priority.LOW))
         assert (high.max_retries, low.max_retries) == (5, 2)
 
-    async def test_duplicate_idempotency_key_conflicts(self) -> None:
+    async def test_idempotency_key_replays_the_same_request_and_refuses_another(self) -> None:
+        store = FakeStore()
+        svc = service(store, FakeClock())
+        first = await svc.accept("t", NewNotification(Channel.PUSH, "tok", "x", idempotency_key="k"))
+        again = await svc.accept("t", NewNotification(Channel.PUSH, "tok", "x", idempotency_key="k"))
+        assert (first.replayed, again.replayed) == (False, True)
+        assert again.notification.id == first.notification.id
+        assert len(store.rows) == 1 and len(store.outbox) == 1
+        with pytest.raises(Conflict, match="different request"):
+            await svc.accept("t", NewNotification(Channel.PUSH, "tok", "other", idempotency_key="k"))
+        other_tenant = await svc.accept("t2", NewNotification(Channel.PUSH, "tok", "x", idempotency_key="k"))
+        assert not other_tenant.replayed
+
+
+class TestBatch:
+    async def test_all_or_nothing_with_every_failing_item_named(self) -> None:
+        store = FakeStore()
+        svc = service(store, FakeClock())
+        items = [
+            SMS,
+            NewNotification(Channel.SMS, "nope", "x"),
+            SMS,
+            NewNotification(Channel.EMAIL, "a@b.co", None),
+        ]
+        with pytest.raises(ValidationFailed) as info:
+            await svc.accept_batch("t", items)
+        assert [d.field for d in info.value.details] == [
+            "notifications[1].recipient",
+            "notifications[3].content",
+        ]
+        assert store.rows == {} and store.outbox == []
+
+    async def test_batch_is_stored_in_order_and_counted(self) -> None:
+        store, woken = FakeStore(), []
+        svc = service(store, FakeClock(), woken)
+        accepted = await svc.accept_batch("t", [SMS] * 5, correlation_id="c")
+        assert accepted.batch.total == 5
+        ids = [n.id for n in accepted.notifications]
+        assert ids == sorted(ids) and len(set(ids)) == 5
+        assert all(n.batch_id == accepted.batch.id for n in accepted.notifications)
+        assert len(store.outbox) == 5 and woken == [1]
+        _batch, counts = await svc.batch("t", accepted.batch.id)
+        assert counts == {Status.PENDING: 5}
+        with pytest.raises(NotFound):
+            await svc.batch("other", accepted.batch.id)
+
+    async def test_size_bounds_and_duplicate_keys_inside_a_batch(self) -> None:
         svc = service(FakeStore(), FakeClock())
-        await svc.create("t", NewNotification(Channel.PUSH, "tok", "x", idempotency_key="k"))
-        with pytest.raises(Conflict):
-            await svc.create("t", NewNotification(Channel.PUSH, "tok", "x", idempotency_key="k"))
+        with pytest.raises(ValidationFailed, match="notifications"):
+            await svc.accept_batch("t", [])
+        with pytest.raises(ValidationFailed):
+            await svc.accept_batch("t", [SMS] * 1001)
+        keyed = NewNotification(Channel.SMS, "+14155550123", "x", idempotency_key="k")
+        with pytest.raises(ValidationFailed) as info:
+            await svc.accept_batch("t", [keyed, SMS, keyed])
+        assert [d.field for d in info.value.details] == ["notifications[2].idempotency_key"]
+
+    async def test_batch_key_replays_or_conflicts_and_item_keys_conflict_across_batches(self) -> None:
+        store = FakeStore()
+        svc = service(store, FakeClock())
+        keyed = NewNotification(Channel.SMS, "+14155550123", "x", idempotency_key="item-1")
+        first = await svc.accept_batch("t", [keyed, SMS], idempotency_key="b1")
+        again = await svc.accept_batch("t", [keyed, SMS], idempotency_key="b1")
+        assert again.replayed and [n.id for n in again.notifications] == [n.id for n in first.notifications]
+        with pytest.raises(Conflict, match="different batch"):
+            await svc.accept_batch("t", [SMS], idempotency_key="b1")
+        with pytest.raises(Conflict) as info:
+            await svc.accept_batch("t", [SMS, keyed])
+        assert [d.field for d in info.value.details] == ["notifications[1].idempotency_key"]
 
 
 class TestReadAndCancel:

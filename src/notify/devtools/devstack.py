@@ -18,8 +18,12 @@ from pathlib import Path
 
 import aiohttp
 
+from notify.adapters.clock import SystemClock
 from notify.adapters.kafka.topics import ensure_topics
+from notify.adapters.postgres.keys import PgApiKeyStore
 from notify.adapters.postgres.migrate import apply_migrations, ensure_database
+from notify.adapters.postgres.pool import create_pool
+from notify.app.auth import KeyService
 from notify.devtools.infra import EmbeddedPostgres, TansuBroker, ensure_postgres, free_port
 from notify.settings import Settings
 
@@ -33,6 +37,15 @@ def _port_or_free(port: int) -> int:
         except OSError:
             return free_port()
     return port
+
+
+async def create_api_key(database_url: str, *, name: str, tenant_id: str) -> str:
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        _, secret = await KeyService(PgApiKeyStore(pool), SystemClock()).create(name, tenant_id)
+        return secret
+    finally:
+        await pool.close()
 
 
 def _say(message: str) -> None:
@@ -62,6 +75,7 @@ class DevStack:
         self.embedded: EmbeddedPostgres | None = None
         self.processes: list[subprocess.Popen[bytes]] = []
         self.database_url = settings.database_url
+        self.api_key = ""
 
     async def start(self) -> None:
         WORKDIR.mkdir(exist_ok=True)
@@ -70,6 +84,7 @@ class DevStack:
         await ensure_database(self.database_url)
         await asyncio.to_thread(apply_migrations, self.database_url)
         _say("migrations applied")
+        self.api_key = await create_api_key(self.database_url, name="dev", tenant_id="dev")
         kafka_port = _port_or_free(9092)
         self.broker.start(kafka_port, log_path=WORKDIR / "tansu.log")
         _say(f"Tansu broker on {self.broker.bootstrap_servers}")
@@ -104,10 +119,14 @@ class DevStack:
                 f"  Kafka (Tansu)    {self.broker.bootstrap_servers}",
                 f"  PostgreSQL       {self.database_url}",
                 "",
+                f"  API key          {self.api_key}   (tenant 'dev'; a new one on each start)",
+                "",
                 "Try:",
-                f"  curl -s -X POST {api}/api/v1/notifications -H 'Content-Type: application/json' \\",
+                f"  export NOTIFY_KEY={self.api_key}",
+                f"  curl -s -X POST {api}/api/v1/notifications -H \"Authorization: Bearer $NOTIFY_KEY\" \\",
+                "       -H 'Content-Type: application/json' \\",
                 '       -d \'{"channel": "sms", "recipient": "+14155550123", "content": "Hello"}\'',
-                f"  curl -s {api}/api/v1/notifications",
+                f"  curl -s {api}/api/v1/notifications -H \"Authorization: Bearer $NOTIFY_KEY\"",
                 "",
                 "Ctrl-C stops everything.",
                 "",

@@ -10,6 +10,8 @@ retry and a permanent failure.
     ├── Conflict                    the request contradicts the current state                 (409)
     │   └── IllegalTransition       a status change the status machine does not allow
     ├── Unavailable                 a dependency is down; try again later                     (503, retriable)
+    ├── Unauthorized                no, unknown or revoked API key                            (401)
+    ├── RateLimited                 the API key is over its rate                              (429, retriable)
     └── ProviderError               a delivery attempt did not succeed
         ├── TransientProviderError  timeout, connection error, 429, 5xx                   (retriable)
         │   └── CircuitOpen         the breaker is open: no call was made                    (retriable)
@@ -64,6 +66,24 @@ class NotFound(NotifyError):
 class Conflict(NotifyError):
     code = "conflict"
 
+    def __init__(self, message: str, details: list[FieldError] | None = None) -> None:
+        super().__init__(message)
+        self.details: list[FieldError] = details or []
+
+    @classmethod
+    def with_details(cls, message: str, details: list[FieldError]) -> Conflict:
+        return cls(message, details)
+
+
+class DuplicateIdempotencyKey(Conflict):
+    """Raised by the store when an idempotency key is already taken (``batch``: the batch's own key)."""
+
+    code = "idempotency_key_reused"
+
+    def __init__(self, message: str, *, batch: bool = False) -> None:
+        super().__init__(message)
+        self.batch = batch
+
 
 class IllegalTransition(Conflict):
     code = "illegal_transition"
@@ -107,3 +127,20 @@ class CircuitOpen(TransientProviderError):
     made. Never a reason to fail a notification; it waits or fails over."""
 
     code = "circuit_open"
+
+
+class Unauthorized(NotifyError):
+    """No API key, an unknown one, or a revoked one (401)."""
+
+    code = "unauthorized"
+
+
+class RateLimited(NotifyError):
+    """The caller's API key is over its request rate (429, with ``retry_after_s``)."""
+
+    code = "rate_limited"
+    retriable = True
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

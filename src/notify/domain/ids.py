@@ -36,3 +36,12 @@ def lowest_id_at(at: datetime) -> UUID:
 def highest_id_at(at: datetime) -> UUID:
     """The largest UUIDv7 of the millisecond holding ``at``."""
     return uuid7_at(at, random_bits=(1 << 74) - 1)
+
+
+def uuid7_run(at: datetime, count: int) -> list[UUID]:
+    """``count`` UUIDv7s of the same millisecond in ascending order (a batch keeps its submission order)."""
+    if count > 1 << 12:
+        raise ValueError("at most 4096 ids in one run")
+    base = int.from_bytes(os.urandom(8), "big") << 10  # 74 bits with room for the sequence below
+    base &= ~((1 << 12) - 1)
+    return [uuid7_at(at, random_bits=base + i) for i in range(count)]

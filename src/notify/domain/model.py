@@ -111,8 +111,20 @@ class Notification:
     correlation_id: str | None = None
     next_attempt_at: datetime | None = None
     attempt_base: int = 0  # attempts made before the last replay (a replay brings fresh retries)
+    request_hash: str | None = None  # fingerprint of the accepting request, for idempotent replays
 
     def transition(self, target: Status, now: datetime, **changes: Any) -> Notification:
         """A copy in ``target`` status; raises IllegalTransition if the machine forbids it."""
         check_transition(self.status, target)
         return dataclasses.replace(self, status=target, updated_at=now, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    id: UUID
+    tenant_id: str
+    total: int
+    created_at: datetime
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    correlation_id: str | None = None

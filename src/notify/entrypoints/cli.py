@@ -85,6 +85,41 @@ def _sandbox(settings: Settings, args: argparse.Namespace) -> int:
     return _run_until_signal(serve)
 
 
+def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    from uuid import UUID
+
+    from notify.adapters.clock import SystemClock
+    from notify.adapters.postgres.keys import PgApiKeyStore
+    from notify.adapters.postgres.pool import create_pool
+    from notify.app.auth import KeyService
+    from notify.domain.errors import NotFound
+
+    async def run() -> int:
+        pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+        try:
+            keys = KeyService(PgApiKeyStore(pool), SystemClock())
+            if args.action == "create":
+                key, secret = await keys.create(args.name, args.tenant or args.name, args.rate_limit)
+                print(secret)  # the only time the key is shown: it is stored hashed
+                print(f"id={key.id} tenant={key.tenant_id} name={key.name}", file=sys.stderr)
+            elif args.action == "list":
+                for key in await keys.all(args.tenant):
+                    state = "revoked" if key.revoked_at else "active"
+                    print(f"{key.id}  {key.prefix}…  tenant={key.tenant_id}  name={key.name}  {state}")
+            else:
+                try:
+                    await keys.revoke(UUID(args.id))
+                except (ValueError, NotFound):
+                    print(f"no active API key {args.id}", file=sys.stderr)
+                    return 1
+                print(f"revoked {args.id}", file=sys.stderr)
+            return 0
+        finally:
+            await pool.close()
+
+    return asyncio.run(run())
+
+
 def _dev(settings: Settings, args: argparse.Namespace) -> int:
     from notify.devtools.devstack import run_dev_stack
 
@@ -110,6 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--rate-limit-rate", type=float, default=0.0, help="share of calls answered 429")
     sandbox.add_argument("--retry-after", type=float, default=1.0, help="Retry-After seconds on 429")
     sandbox.set_defaults(handler=_sandbox)
+    keys = sub.add_parser("keys", help="create, list and revoke API keys")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    create = keys_sub.add_parser("create", help="create a key and print it once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--tenant", default=None, help="the tenant it acts for (default: the name)")
+    create.add_argument("--rate-limit", type=float, default=None, help="requests/s (default: server's)")
+    keys_list = keys_sub.add_parser("list", help="list keys (never the secrets)")
+    keys_list.add_argument("--tenant", default=None)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("id")
+    keys.set_defaults(handler=_keys)
     dev = sub.add_parser("dev", help="run the whole stack locally (PostgreSQL, Tansu, sandbox, API, worker)")
     dev.add_argument("--api-port", type=int, default=8080)
     dev.add_argument("--sandbox-port", type=int, default=9100)

@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Protocol
 from uuid import UUID
 
-from notify.domain.model import Channel, Notification, Priority, Status
+from notify.domain.model import Batch, Channel, Notification, Priority, Status
 
 
 class OutboxKind(StrEnum):
@@ -108,9 +108,24 @@ class Claim:
 
 
 class NotificationStore(Protocol):
-    async def create(self, notifications: Sequence[Notification]) -> None:
-        """Insert the notifications and, for each ``pending`` one, its outbox record: all or nothing."""
+    async def create(self, notifications: Sequence[Notification], batch: Batch | None = None) -> None:
+        """Insert the batch (if any), the notifications and, for each ``pending`` one, its outbox record: all
+        or nothing. Raises DuplicateIdempotencyKey if a notification's (or the batch's) key is taken."""
         ...
+
+    async def find_by_idempotency_key(self, tenant_id: str, key: str) -> Notification | None: ...
+
+    async def used_idempotency_keys(self, tenant_id: str, keys: Sequence[str]) -> set[str]: ...
+
+    async def get_batch(self, tenant_id: str, batch_id: UUID) -> Batch | None: ...
+
+    async def find_batch_by_idempotency_key(self, tenant_id: str, key: str) -> Batch | None: ...
+
+    async def batch_notifications(self, batch: Batch) -> list[Notification]:
+        """Every notification of the batch, in the order they were submitted."""
+        ...
+
+    async def batch_counts(self, batch_id: UUID) -> dict[Status, int]: ...
 
     async def get(self, tenant_id: str, notification_id: UUID) -> Notification | None: ...
 

@@ -14,18 +14,23 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from notify.adapters.http.auth import API_KEY, PROTECTED_PREFIX, KeyRateLimiter, tenant_of
 from notify.adapters.http.errors import error_middleware, error_response, from_pydantic
 from notify.adapters.http.schemas import (
+    BatchIn,
+    BatchPageParams,
     ChannelScopeIn,
     DeadLetterParams,
     DeadLetterReplayIn,
     ListParams,
     NotificationIn,
     attempt_json,
+    batch_json,
     decode_cursor,
     encode_cursor,
     notification_json,
 )
+from notify.app.auth import Authenticator
 from notify.app.notifications import NotificationService
 from notify.app.operations import DeliveryState, Operations
 from notify.domain.errors import FieldError, ValidationFailed
@@ -35,8 +40,6 @@ from notify.ports.store import DeadLetterQuery, ListQuery, Page
 
 log = logging.getLogger(__name__)
 
-# Until API keys and tenants arrive every caller is the one default tenant.
-DEFAULT_TENANT = "default"
 CORRELATION_HEADER = "X-Correlation-ID"
 _CORRELATION_OK = re.compile(r"^[A-Za-z0-9._:/=+-]{1,128}$")
 
@@ -48,6 +51,8 @@ M = TypeVar("M", bound=BaseModel)
 class ApiServices:
     notifications: NotificationService
     operations: Operations
+    authenticator: Authenticator
+    key_limiter: KeyRateLimiter
     readiness: Mapping[str, ReadinessCheck] = field(default_factory=dict)
 
 
@@ -80,6 +85,17 @@ def _services(request: web.Request) -> ApiServices:
     return request.app[SERVICES]
 
 
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    if request.path.startswith(PROTECTED_PREFIX):
+        services = _services(request)
+        key = await services.authenticator.authenticate(request.headers.get("Authorization"))
+        await services.key_limiter.admit(key)
+        request[API_KEY] = key
+    response: web.StreamResponse = await handler(request)
+    return response
+
+
 def _notification_id(request: web.Request) -> UUID:
     raw = request.match_info["id"]
     try:
@@ -106,18 +122,72 @@ async def create_notification(request: web.Request) -> web.Response:
         payload = NotificationIn.model_validate_json(body)
     except ValidationError as exc:
         raise from_pydantic(exc) from None
-    notification = await _services(request).notifications.create(
-        DEFAULT_TENANT, payload.to_new(request.headers.get("Idempotency-Key")), request[CORRELATION]
+    accepted = await _services(request).notifications.accept(
+        tenant_of(request), payload.to_new(request.headers.get("Idempotency-Key")), request[CORRELATION]
     )
+    n = accepted.notification
+    headers = {"Location": f"/api/v1/notifications/{n.id}"}
+    if accepted.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return web.json_response(notification_json(n), status=200 if accepted.replayed else 201, headers=headers)
+
+
+async def create_batch(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    try:
+        payload = BatchIn.model_validate_json(body)
+    except ValidationError as exc:
+        raise from_pydantic(exc) from None
+    accepted = await _services(request).notifications.accept_batch(
+        tenant_of(request),
+        [item.to_new() for item in payload.notifications],
+        request[CORRELATION],
+        request.headers.get("Idempotency-Key"),
+    )
+    headers = {"Location": f"/api/v1/batches/{accepted.batch.id}"}
+    if accepted.replayed:
+        headers["Idempotent-Replayed"] = "true"
     return web.json_response(
-        notification_json(notification),
-        status=201,
-        headers={"Location": f"/api/v1/notifications/{notification.id}"},
+        {
+            "batch": batch_json(accepted.batch),
+            "notifications": [notification_json(n) for n in accepted.notifications],
+        },
+        status=200 if accepted.replayed else 201,
+        headers=headers,
     )
+
+
+def _batch_id(request: web.Request) -> UUID:
+    try:
+        return UUID(request.match_info["id"])
+    except ValueError:
+        raise ValidationFailed.for_fields(
+            [FieldError("id", "must be a batch id (UUID)", "invalid_id")]
+        ) from None
+
+
+async def get_batch(request: web.Request) -> web.Response:
+    batch, counts = await _services(request).notifications.batch(tenant_of(request), _batch_id(request))
+    return web.json_response(batch_json(batch, counts))
+
+
+async def list_batch_notifications(request: web.Request) -> web.Response:
+    batch, _ = await _services(request).notifications.batch(tenant_of(request), _batch_id(request))
+    params = _query_params(request, BatchPageParams)
+    page = await _services(request).notifications.list(
+        ListQuery(
+            tenant_id=tenant_of(request),
+            batch_id=batch.id,
+            status=params.status,
+            after_id=decode_cursor(params.cursor) if params.cursor else None,
+            page_size=params.page_size,
+        )
+    )
+    return web.json_response(_page_json(page))
 
 
 async def get_notification(request: web.Request) -> web.Response:
-    notification = await _services(request).notifications.get(DEFAULT_TENANT, _notification_id(request))
+    notification = await _services(request).notifications.get(tenant_of(request), _notification_id(request))
     return web.json_response(notification_json(notification))
 
 
@@ -129,7 +199,7 @@ async def list_notifications(request: web.Request) -> web.Response:
         )
     page = await _services(request).notifications.list(
         ListQuery(
-            tenant_id=DEFAULT_TENANT,
+            tenant_id=tenant_of(request),
             status=params.status,
             channel=params.channel,
             priority=params.priority,
@@ -145,17 +215,19 @@ async def list_notifications(request: web.Request) -> web.Response:
 
 
 async def cancel_notification(request: web.Request) -> web.Response:
-    notification = await _services(request).notifications.cancel(DEFAULT_TENANT, _notification_id(request))
+    notification = await _services(request).notifications.cancel(
+        tenant_of(request), _notification_id(request)
+    )
     return web.json_response(notification_json(notification))
 
 
 async def list_attempts(request: web.Request) -> web.Response:
-    ledger = await _services(request).operations.attempts(DEFAULT_TENANT, _notification_id(request))
+    ledger = await _services(request).operations.attempts(tenant_of(request), _notification_id(request))
     return web.json_response({"data": [attempt_json(a) for a in ledger]})
 
 
 async def replay_notification(request: web.Request) -> web.Response:
-    notification = await _services(request).operations.replay(DEFAULT_TENANT, _notification_id(request))
+    notification = await _services(request).operations.replay(tenant_of(request), _notification_id(request))
     return web.json_response(notification_json(notification))
 
 
@@ -184,7 +256,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     params = _query_params(request, DeadLetterParams)
     page = await _services(request).operations.dead_letters(
         DeadLetterQuery(
-            tenant_id=DEFAULT_TENANT,
+            tenant_id=tenant_of(request),
             channel=params.channel,
             provider=params.provider,
             error_contains=params.error,
@@ -200,7 +272,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
 async def replay_dead_letters(request: web.Request) -> web.Response:
     body = await _optional_body(request, DeadLetterReplayIn)
     query = DeadLetterQuery(
-        tenant_id=DEFAULT_TENANT,
+        tenant_id=tenant_of(request),
         channel=body.channel,
         provider=body.provider,
         error_contains=body.error,
@@ -270,12 +342,16 @@ def create_app(
 ) -> web.Application:
     """``resources`` is a cleanup context that opens what the handlers need and sets ``app[SERVICES]``."""
     app = web.Application(
-        middlewares=[correlation_middleware, error_middleware], client_max_size=max_body_bytes
+        middlewares=[correlation_middleware, error_middleware, auth_middleware],
+        client_max_size=max_body_bytes,
     )
     app.cleanup_ctx.append(resources)
     app.router.add_get("/health", health)
     app.router.add_get("/health/ready", ready)
     app.router.add_post("/api/v1/notifications", create_notification)
+    app.router.add_post("/api/v1/notifications/batch", create_batch)
+    app.router.add_get("/api/v1/batches/{id}", get_batch)
+    app.router.add_get("/api/v1/batches/{id}/notifications", list_batch_notifications)
     app.router.add_get("/api/v1/notifications", list_notifications)
     app.router.add_get("/api/v1/notifications/{id}", get_notification)
     app.router.add_patch("/api/v1/notifications/{id}/cancel", cancel_notification)

@@ -7,6 +7,7 @@ no stack trace ever reaches a client.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,8 @@ from notify.domain.errors import (
     FieldError,
     NotFound,
     NotifyError,
+    RateLimited,
+    Unauthorized,
     Unavailable,
     ValidationFailed,
 )
@@ -98,7 +101,13 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except NotFound as exc:
         return error_response(404, exc.code, exc.message)
     except Conflict as exc:
-        return error_response(409, exc.code, exc.message)
+        return error_response(409, exc.code, exc.message, [d.as_dict() for d in exc.details])
+    except Unauthorized as exc:
+        return error_response(401, exc.code, exc.message, headers={"WWW-Authenticate": "Bearer"})
+    except RateLimited as exc:
+        return error_response(
+            429, exc.code, exc.message, headers={"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+        )
     except Unavailable as exc:
         return error_response(503, exc.code, exc.message, headers={"Retry-After": "1"})
     except NotifyError:

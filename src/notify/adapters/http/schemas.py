@@ -12,7 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from notify.app.notifications import NewNotification
 from notify.domain.errors import FieldError, ValidationFailed
-from notify.domain.model import Channel, Notification, Priority, Status
+from notify.domain.model import Batch, Channel, Notification, Priority, Status
 from notify.domain.validation import sms_segments
 from notify.ports.store import AttemptRecord
 
@@ -31,8 +31,14 @@ class NotificationIn(BaseModel):
     expires_at: AwareDatetime | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = None
+    template_id: UUID | None = None
+    template_variables: dict[str, Any] | None = None
 
     def to_new(self, idempotency_header: str | None = None) -> NewNotification:
+        if idempotency_header is not None and self.idempotency_key not in (None, idempotency_header):
+            raise ValidationFailed.for_fields(
+                [FieldError("idempotency_key", "differs from the Idempotency-Key header", "conflict")]
+            )
         return NewNotification(
             channel=self.channel,
             recipient=self.recipient,
@@ -43,7 +49,29 @@ class NotificationIn(BaseModel):
             expires_at=self.expires_at,
             metadata=self.metadata,
             idempotency_key=self.idempotency_key if self.idempotency_key is not None else idempotency_header,
+            template_id=self.template_id,
+            template_variables=self.template_variables,
         )
+
+
+class BatchIn(BaseModel):
+    """POST /notifications/batch: 1 to 1000 notifications, accepted all together or not at all."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    notifications: list[NotificationIn]
+
+
+def batch_json(batch: Batch, counts: dict[Status, int] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "id": str(batch.id),
+        "total": batch.total,
+        "idempotency_key": batch.idempotency_key,
+        "created_at": rfc3339(batch.created_at),
+    }
+    if counts is not None:
+        body["counts"] = {s.value: counts.get(s, 0) for s in Status}
+    return body
 
 
 class ListParams(BaseModel):
@@ -114,6 +142,16 @@ def notification_json(n: Notification) -> dict[str, Any]:
         "updated_at": rfc3339(n.updated_at),
         "sms": sms,
     }
+
+
+class BatchPageParams(BaseModel):
+    """Query parameters of GET /batches/{id}/notifications."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status | None = None
+    cursor: str | None = None
+    page_size: int = Field(default=20, ge=1, le=100)
 
 
 class DeadLetterParams(BaseModel):

@@ -14,9 +14,9 @@ from uuid import UUID
 
 import asyncpg
 
-from notify.domain.errors import Conflict, IllegalTransition, NotFound
+from notify.domain.errors import DuplicateIdempotencyKey, IllegalTransition, NotFound
 from notify.domain.ids import highest_id_at, lowest_id_at
-from notify.domain.model import Channel, Notification, Priority, Status, sources_of
+from notify.domain.model import Batch, Channel, Notification, Priority, Status, sources_of
 from notify.ports.store import (
     AttemptOutcome,
     AttemptRecord,
@@ -34,7 +34,7 @@ _COLUMNS = (
     "id, tenant_id, batch_id, channel, recipient, subject, content, priority, status, scheduled_at, "
     "expires_at, idempotency_key, template_id, template_variables, metadata, attempts, max_retries, "
     "provider, provider_message_id, error_message, sent_at, failed_at, correlation_id, created_at, "
-    "updated_at, next_attempt_at, attempt_base"
+    "updated_at, next_attempt_at, attempt_base, request_hash"
 )
 
 
@@ -71,6 +71,7 @@ def _row_to_notification(row: asyncpg.Record) -> Notification:
         updated_at=row["updated_at"],
         next_attempt_at=row["next_attempt_at"],
         attempt_base=row["attempt_base"],
+        request_hash=row["request_hash"],
     )
 
 
@@ -86,7 +87,7 @@ def _affected(status: str) -> int:
 _INSERT = f"""
 INSERT INTO notifications ({_COLUMNS}, enqueued_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
-        $23, $24, $25, $26, $27, $28)
+        $23, $24, $25, $26, $27, $28, $29)
 """
 
 _INSERT_OUTBOX = """
@@ -114,7 +115,7 @@ class PgNotificationStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    async def create(self, notifications: Sequence[Notification]) -> None:
+    async def create(self, notifications: Sequence[Notification], batch: Batch | None = None) -> None:
         rows = [
             (
                 n.id,
@@ -144,16 +145,36 @@ class PgNotificationStore:
                 n.updated_at,
                 n.next_attempt_at,
                 n.attempt_base,
+                n.request_hash,
                 n.created_at if n.status is Status.PENDING else None,
             )
             for n in notifications
         ]
         due = [n for n in notifications if n.status is Status.PENDING]
         async with self._pool.acquire() as conn, conn.transaction():
+            if batch is not None:
+                try:
+                    await conn.execute(
+                        """INSERT INTO batches (id, tenant_id, total, idempotency_key, request_hash,
+                                                correlation_id, created_at)
+                           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+                        batch.id,
+                        batch.tenant_id,
+                        batch.total,
+                        batch.idempotency_key,
+                        batch.request_hash,
+                        batch.correlation_id,
+                        batch.created_at,
+                    )
+                except asyncpg.UniqueViolationError as exc:
+                    raise DuplicateIdempotencyKey(
+                        "The batch's idempotency key is taken.", batch=True
+                    ) from exc
             try:
+                # One statement for the whole set: executemany pipelines the rows in a single round trip.
                 await conn.executemany(_INSERT, rows)
             except asyncpg.UniqueViolationError as exc:
-                raise Conflict("The idempotency key was already used for another notification.") from exc
+                raise DuplicateIdempotencyKey("An idempotency key is taken.") from exc
             if due:
                 await conn.execute(
                     _INSERT_OUTBOX,
@@ -163,6 +184,63 @@ class PgNotificationStore:
                     [n.correlation_id for n in due],
                     [n.created_at for n in due],
                 )
+
+    async def find_by_idempotency_key(self, tenant_id: str, key: str) -> Notification | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM notifications WHERE tenant_id = $1 AND idempotency_key = $2",
+            tenant_id,
+            key,
+        )
+        return _row_to_notification(row) if row else None
+
+    async def used_idempotency_keys(self, tenant_id: str, keys: Sequence[str]) -> set[str]:
+        rows = await self._pool.fetch(
+            "SELECT idempotency_key FROM notifications "
+            "WHERE tenant_id = $1 AND idempotency_key = ANY($2::text[])",
+            tenant_id,
+            list(keys),
+        )
+        return {r["idempotency_key"] for r in rows}
+
+    _BATCH_COLUMNS = "id, tenant_id, total, idempotency_key, request_hash, correlation_id, created_at"
+
+    @staticmethod
+    def _batch(row: asyncpg.Record) -> Batch:
+        return Batch(
+            id=row["id"],
+            tenant_id=row["tenant_id"],
+            total=row["total"],
+            created_at=row["created_at"],
+            idempotency_key=row["idempotency_key"],
+            request_hash=row["request_hash"],
+            correlation_id=row["correlation_id"],
+        )
+
+    async def get_batch(self, tenant_id: str, batch_id: UUID) -> Batch | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {self._BATCH_COLUMNS} FROM batches WHERE id = $1 AND tenant_id = $2", batch_id, tenant_id
+        )
+        return self._batch(row) if row else None
+
+    async def find_batch_by_idempotency_key(self, tenant_id: str, key: str) -> Batch | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {self._BATCH_COLUMNS} FROM batches WHERE tenant_id = $1 AND idempotency_key = $2",
+            tenant_id,
+            key,
+        )
+        return self._batch(row) if row else None
+
+    async def batch_notifications(self, batch: Batch) -> list[Notification]:
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM notifications WHERE batch_id = $1 ORDER BY id", batch.id
+        )
+        return [_row_to_notification(r) for r in rows]
+
+    async def batch_counts(self, batch_id: UUID) -> dict[Status, int]:
+        rows = await self._pool.fetch(
+            "SELECT status, count(*) AS n FROM notifications WHERE batch_id = $1 GROUP BY status", batch_id
+        )
+        return {Status(r["status"]): r["n"] for r in rows}
 
     async def get(self, tenant_id: str, notification_id: UUID) -> Notification | None:
         row = await self._pool.fetchrow(

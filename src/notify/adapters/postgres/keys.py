@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+from notify.domain.keys import ApiKey
+
+_COLUMNS = "id, tenant_id, name, prefix, key_hash, created_at, rate_limit_per_s, revoked_at"
+
+
+def _key(row: asyncpg.Record) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        name=row["name"],
+        prefix=row["prefix"],
+        key_hash=row["key_hash"],
+        created_at=row["created_at"],
+        rate_limit_per_s=row["rate_limit_per_s"],
+        revoked_at=row["revoked_at"],
+    )
+
+
+class PgApiKeyStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def add(self, key: ApiKey) -> None:
+        await self._pool.execute(
+            f"INSERT INTO api_keys ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            key.id,
+            key.tenant_id,
+            key.name,
+            key.prefix,
+            key.key_hash,
+            key.created_at,
+            key.rate_limit_per_s,
+            key.revoked_at,
+        )
+
+    async def find_by_hash(self, key_hash: str) -> ApiKey | None:
+        row = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM api_keys WHERE key_hash = $1", key_hash)
+        return _key(row) if row else None
+
+    async def revoke(self, key_id: UUID, now: datetime) -> bool:
+        status = await self._pool.execute(
+            "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL", key_id, now
+        )
+        return str(status).endswith(" 1")
+
+    async def all(self, tenant_id: str | None = None) -> list[ApiKey]:
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS} FROM api_keys WHERE $1::text IS NULL OR tenant_id = $1 ORDER BY created_at",
+            tenant_id,
+        )
+        return [_key(r) for r in rows]

@@ -1,0 +1,36 @@
+"""API keys: what a caller presents, and the tenant it acts for. Keys are stored only as a SHA-256 digest:
+they carry 256 random bits, so a fast hash is enough (no dictionary to guess from)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+KEY_PREFIX = "ntf_"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: UUID
+    tenant_id: str
+    name: str
+    prefix: str  # the first characters of the key, safe to show in listings
+    key_hash: str
+    created_at: datetime
+    rate_limit_per_s: float | None = None  # None: the server's default
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+def new_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
