@@ -1,0 +1,173 @@
+"""End to end for the public API (issue 4): API keys and tenants, idempotency, batches."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import aiohttp
+import pytest
+
+from notify.devtools.devstack import create_api_key
+from tests.conftest import Stack
+from tests.e2e.test_walking_skeleton import wait_all_status
+from tests.support import eventually
+
+pytestmark = pytest.mark.e2e
+
+SMS = {"channel": "sms", "recipient": "+14155550123", "content": "hi"}
+
+
+async def test_api_key_is_required_and_tenants_are_isolated(stack: Stack) -> None:
+    await stack.start_api()
+    base = f"{stack.api_url}/api/v1/notifications"
+    async with aiohttp.ClientSession() as anonymous:
+        for headers in ({}, {"Authorization": "Bearer ntf_not-a-key"}, {"Authorization": "Basic abc"}):
+            async with anonymous.post(base, json=SMS, headers=headers) as r:
+                body = await r.json()
+                assert (r.status, body["code"]) == (401, "unauthorized"), headers
+                assert r.headers["WWW-Authenticate"] == "Bearer"
+        for open_path in ("/health", "/health/ready"):
+            async with anonymous.get(f"{stack.api_url}{open_path}") as r:
+                assert r.status == 200
+
+    mine = await stack.send_sms("mine")
+    other_key = await create_api_key(stack.database_url, name="other", tenant_id="tenant-b")
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {other_key}"}) as other:
+        async with other.get(f"{base}/{mine['id']}") as r:
+            assert r.status == 404
+        async with other.patch(f"{base}/{mine['id']}/cancel") as r:
+            assert r.status == 404
+        async with other.get(base) as r:
+            assert (await r.json())["data"] == []
+        async with other.post(base, json=SMS) as r:
+            assert r.status == 201
+    status, listed = 0, None
+    async with stack.http.get(base) as r:
+        status, listed = r.status, await r.json()
+    assert status == 200
+    assert [n["id"] for n in listed["data"]] == [mine["id"]]
+
+
+async def test_revoked_key_is_refused(stack: Stack) -> None:
+    await stack.start_api(api_key_cache_s=0)
+    env = stack.env()
+    create = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "notify",
+        "keys",
+        "create",
+        "--name",
+        "short-lived",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await create.communicate()
+    assert create.returncode == 0, err
+    secret = out.decode().strip()
+    key_id = err.decode().split("id=")[1].split()[0]
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {secret}"}) as http:
+        async with http.get(f"{stack.api_url}/api/v1/notifications") as r:
+            assert r.status == 200
+        revoke = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "notify", "keys", "revoke", key_id, env=env
+        )
+        assert await revoke.wait() == 0
+        async with http.get(f"{stack.api_url}/api/v1/notifications") as r:
+            assert r.status == 401
+
+
+async def test_per_key_rate_limit_answers_429_with_retry_after(stack: Stack) -> None:
+    await stack.start_api(api_key_rate_limit_per_s=5)
+    statuses: list[int] = []
+    retry_after: set[str] = set()
+    for _ in range(20):
+        async with stack.http.get(f"{stack.api_url}/api/v1/notifications") as r:
+            statuses.append(r.status)
+            if r.status == 429:
+                retry_after.add(r.headers["Retry-After"])
+                assert (await r.json())["code"] == "rate_limited"
+    assert statuses.count(200) >= 5
+    assert 429 in statuses
+    assert retry_after == {"1"}
+
+
+async def test_idempotency_key_replays_and_conflicts_even_under_fifty_concurrent_duplicates(
+    stack: Stack,
+) -> None:
+    await stack.start_api()
+
+    async def post(body: dict[str, Any], key: str) -> tuple[int, dict[str, Any], str | None]:
+        async with stack.http.post(
+            f"{stack.api_url}/api/v1/notifications", json=body, headers={"Idempotency-Key": key}
+        ) as r:
+            return r.status, await r.json(), r.headers.get("Idempotent-Replayed")
+
+    results = await asyncio.gather(*(post(SMS, "order-42") for _ in range(50)))
+    assert sorted(s for s, _, _ in results).count(201) == 1
+    assert {s for s, _, _ in results} == {200, 201}
+    assert len({b["id"] for _, b, _ in results}) == 1
+    assert all(replayed == "true" for s, _, replayed in results if s == 200)
+    assert (await stack.statuses()) == {"pending": 1}
+    status, body, _ = await post({**SMS, "content": "changed"}, "order-42")
+    assert (status, body["code"]) == (409, "conflict")
+    status, body = await stack.post({**SMS, "idempotency_key": "order-42"})  # the field works like the header
+    assert status == 200
+
+
+async def test_batch_all_or_nothing_then_delivered_with_live_counts(stack: Stack) -> None:
+    await stack.start_sandbox("--latency-ms", "5")
+    await stack.start_api()
+    bad = [SMS, {**SMS, "recipient": "+1"}, SMS, {"channel": "email", "recipient": "x", "content": "y"}]
+    async with stack.http.post(
+        f"{stack.api_url}/api/v1/notifications/batch", json={"notifications": bad}
+    ) as r:
+        body = await r.json()
+    assert r.status == 400
+    assert [d["field"] for d in body["details"]] == [
+        "notifications[1].recipient",
+        "notifications[3].recipient",
+    ]
+    async with stack.http.post(
+        f"{stack.api_url}/api/v1/notifications/batch", json={"notifications": [{**SMS, "colour": 1}]}
+    ) as r:
+        assert [d["field"] for d in (await r.json())["details"]] == ["notifications[0].colour"]
+    for size in (0, 1001):
+        async with stack.http.post(
+            f"{stack.api_url}/api/v1/notifications/batch", json={"notifications": [SMS] * size}
+        ) as r:
+            assert r.status == 400, size
+    assert await stack.statuses() == {}
+
+    items = [{**SMS, "content": f"item {i}"} for i in range(1000)]
+    async with stack.http.post(
+        f"{stack.api_url}/api/v1/notifications/batch", json={"notifications": items}
+    ) as r:
+        created = await r.json()
+        assert r.status == 201, created
+    batch_id = created["batch"]["id"]
+    assert len(created["notifications"]) == 1000
+    assert [n["content"] for n in created["notifications"][:3]] == ["item 0", "item 1", "item 2"]
+
+    async def counts() -> dict[str, int]:
+        async with stack.http.get(f"{stack.api_url}/api/v1/batches/{batch_id}") as r:
+            return (await r.json())["counts"]  # type: ignore[no-any-return]
+
+    assert (await counts())["pending"] == 1000
+    await stack.start_worker()
+
+    async def all_delivered() -> bool:
+        c = await counts()
+        assert sum(c.values()) == 1000  # stays consistent while workers deliver
+        return c["delivered"] == 1000
+
+    await eventually(all_delivered, timeout_s=60, interval_s=0.05, what="the batch delivered")
+    await wait_all_status(stack, 1000)
+    async with stack.http.get(f"{stack.api_url}/api/v1/batches/{batch_id}/notifications?page_size=100") as r:
+        page = await r.json()
+    assert len(page["data"]) == 100 and page["next_cursor"]
+    async with stack.http.get(f"{stack.api_url}/api/v1/batches/00000000-0000-7000-8000-000000000000") as r:
+        assert r.status == 404
