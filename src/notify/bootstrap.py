@@ -16,7 +16,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from notify.adapters.clock import SystemClock
-from notify.adapters.http.app import SERVICES, ApiServices, create_app
+from notify.adapters.http.app import SERVICES, TEMPLATES, ApiServices, create_app
 from notify.adapters.http.auth import KeyRateLimiter
 from notify.adapters.kafka.consumer import PriorityConsumerLoop
 from notify.adapters.kafka.publisher import KafkaDispatchPublisher, make_producer
@@ -24,6 +24,7 @@ from notify.adapters.kafka.topics import ensure_topics
 from notify.adapters.postgres.keys import PgApiKeyStore
 from notify.adapters.postgres.pool import create_pool
 from notify.adapters.postgres.store import PgNotificationStore, PgOutbox
+from notify.adapters.postgres.templates import PgTemplateStore
 from notify.adapters.provider.http import HttpProvider
 from notify.adapters.resilience import AioCircuitBreaker, ChannelRateLimiter
 from notify.app.auth import Authenticator
@@ -33,6 +34,7 @@ from notify.app.notifications import NotificationService
 from notify.app.operations import Operations
 from notify.app.recovery import Recovery
 from notify.app.relay import OutboxRelay
+from notify.app.templates import TemplateService
 from notify.domain.model import Channel, Priority
 from notify.domain.retry import RetryPolicy
 from notify.ports.clock import Clock
@@ -83,9 +85,12 @@ def build_api_app(settings: Settings) -> web.Application:
         await producer.start()
         relay = build_relay(settings, pool, producer, clock)
         store = PgNotificationStore(pool)
+        templates = TemplateService(PgTemplateStore(pool), clock)
+        app[TEMPLATES] = templates
         service = NotificationService(
             store,
             clock,
+            render=templates.render_for,
             max_retries=max_retries(settings),
             on_enqueued=relay.wake if settings.outbox_relay_enabled else None,
         )

@@ -171,3 +171,64 @@ async def test_batch_all_or_nothing_then_delivered_with_live_counts(stack: Stack
     assert len(page["data"]) == 100 and page["next_cursor"]
     async with stack.http.get(f"{stack.api_url}/api/v1/batches/00000000-0000-7000-8000-000000000000") as r:
         assert r.status == 404
+
+
+async def test_templates_render_into_notifications_and_stay_fixed_once_accepted(stack: Stack) -> None:
+    await stack.start_sandbox()
+    await stack.start_api()
+    await stack.start_worker()
+    base = f"{stack.api_url}/api/v1/templates"
+    body = {"name": "otp", "channel": "sms", "body": "Hi {{ name }}, your code is {{ code }}."}
+    async with stack.http.post(base, json=body) as r:
+        template = await r.json()
+        assert r.status == 201, template
+    async with stack.http.post(base, json={**body, "name": "broken", "body": "line one\n{% if %}"}) as r:
+        err = await r.json()
+        assert (r.status, err["details"][0]["field"]) == (400, "body")
+        assert "line 2" in err["details"][0]["message"]
+    async with stack.http.post(base, json=body) as r:
+        assert r.status == 409  # names are unique per tenant
+
+    status, missing = await stack.post(
+        {
+            "channel": "sms",
+            "recipient": "+14155550123",
+            "template_id": template["id"],
+            "template_variables": {"name": "Ann"},
+        }
+    )
+    assert status == 400
+    assert "'code'" in missing["details"][0]["message"]
+    status, wrong = await stack.post(
+        {
+            "channel": "email",
+            "recipient": "a@example.com",
+            "template_id": template["id"],
+            "template_variables": {"name": "A", "code": 1},
+        }
+    )
+    assert (status, wrong["details"][0]["code"]) == (400, "channel_mismatch")
+
+    status, sent = await stack.post(
+        {
+            "channel": "sms",
+            "recipient": "+14155550123",
+            "template_id": template["id"],
+            "template_variables": {"name": "Ann", "code": "123456"},
+        }
+    )
+    assert status == 201, sent
+    assert sent["content"] == "Hi Ann, your code is 123456."
+    async with stack.http.put(f"{base}/{template['id']}", json={**body, "body": "changed {{ name }}"}) as r:
+        assert r.status == 200
+    async with stack.http.delete(f"{base}/{template['id']}") as r:
+        assert r.status == 204
+
+    async def delivered() -> bool:
+        return (await stack.get(sent["id"]))["status"] == "delivered"
+
+    await eventually(delivered, what="the templated notification delivered")
+    received = await stack.sandbox(f"/messages?idempotency_key={sent['id']}")
+    assert received["messages"][0]["body"]["content"] == "Hi Ann, your code is 123456."
+    async with stack.http.get(f"{base}/{template['id']}") as r:
+        assert r.status == 404

@@ -30,9 +30,11 @@ from notify.adapters.http.schemas import (
     encode_cursor,
     notification_json,
 )
+from notify.adapters.http.templates import add_template_routes
 from notify.app.auth import Authenticator
 from notify.app.notifications import NotificationService
 from notify.app.operations import DeliveryState, Operations
+from notify.app.templates import TemplateService
 from notify.domain.errors import FieldError, ValidationFailed
 from notify.domain.model import Channel
 from notify.logs import correlation_id_var
@@ -57,6 +59,7 @@ class ApiServices:
 
 
 SERVICES = web.AppKey("services", ApiServices)
+TEMPLATES = web.AppKey("templates", TemplateService)
 CORRELATION = "correlation_id"
 
 
@@ -359,6 +362,7 @@ def create_app(
     app.router.add_post("/api/v1/notifications/{id}/replay", replay_notification)
     app.router.add_get("/api/v1/dead-letters", list_dead_letters)
     app.router.add_post("/api/v1/dead-letters/replay", replay_dead_letters)
+    add_template_routes(app, TEMPLATES, tenant_of)
     app.router.add_get("/api/v1/delivery", get_delivery)
     app.router.add_post("/api/v1/delivery/pause", pause_delivery)
     app.router.add_post("/api/v1/delivery/resume", resume_delivery)

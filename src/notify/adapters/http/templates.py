@@ -1,0 +1,140 @@
+"""HTTP routes of templates: POST/GET /api/v1/templates, GET/PUT/DELETE /api/v1/templates/{id}.
+
+Handlers raise domain errors; ``errors.error_middleware`` turns them into the one error shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from notify.adapters.http.errors import from_pydantic
+from notify.adapters.http.schemas import decode_cursor, encode_cursor, rfc3339
+from notify.app.templates import TemplateService
+from notify.domain.errors import FieldError, ValidationFailed
+from notify.domain.model import Channel
+from notify.domain.templates import MAX_TEMPLATE_NAME_CHARS, Template
+
+
+class TemplateIn(BaseModel):
+    """Body of POST /templates and PUT /templates/{id} (a PUT replaces every field)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str = Field(min_length=1, max_length=MAX_TEMPLATE_NAME_CHARS)
+    channel: Channel
+    body: str
+    subject: str | None = None
+
+
+class TemplateListParams(BaseModel):
+    """Query parameters of GET /templates (strings from the URL, so lax parsing)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cursor: str | None = None
+    page_size: int = Field(default=20, ge=1, le=100)
+
+
+def template_json(t: Template) -> dict[str, Any]:
+    return {
+        "id": str(t.id),
+        "name": t.name,
+        "channel": t.channel.value,
+        "subject": t.subject,
+        "body": t.body,
+        "created_at": rfc3339(t.created_at),
+        "updated_at": rfc3339(t.updated_at),
+    }
+
+
+def _template_id(request: web.Request) -> UUID:
+    try:
+        return UUID(request.match_info["id"])
+    except ValueError:
+        raise ValidationFailed.for_fields(
+            [FieldError("id", "must be a template id (UUID)", "invalid_id")]
+        ) from None
+
+
+async def _template_in(request: web.Request) -> TemplateIn:
+    body = await request.read()  # raises 413 past the application's client_max_size
+    if not body.strip():
+        raise ValidationFailed(
+            "The request body is empty; a JSON object is expected.",
+            [FieldError("body", "is required", "required")],
+        )
+    try:
+        return TemplateIn.model_validate_json(body)
+    except ValidationError as exc:
+        raise from_pydantic(exc) from None
+
+
+def _list_params(request: web.Request) -> TemplateListParams:
+    repeated = sorted({k for k in request.query if len(request.query.getall(k)) > 1})
+    if repeated:
+        raise ValidationFailed.for_fields(
+            [FieldError(k, "must be given at most once", "repeated") for k in repeated]
+        )
+    try:
+        return TemplateListParams.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise from_pydantic(exc) from None
+
+
+def add_template_routes(
+    app: web.Application,
+    service_key: web.AppKey[TemplateService],
+    tenant_of: Callable[[web.Request], str],
+) -> None:
+    """Registers the template routes on ``app``; handlers find the service under ``service_key`` (on this
+    app or a parent) and the caller's tenant with ``tenant_of``."""
+
+    def service(request: web.Request) -> TemplateService:
+        return request.config_dict[service_key]
+
+    async def create_template(request: web.Request) -> web.Response:
+        payload = await _template_in(request)
+        template = await service(request).create(
+            tenant_of(request), payload.name, payload.channel, payload.body, payload.subject
+        )
+        return web.json_response(
+            template_json(template), status=201, headers={"Location": f"/api/v1/templates/{template.id}"}
+        )
+
+    async def list_templates(request: web.Request) -> web.Response:
+        params = _list_params(request)
+        after_id = decode_cursor(params.cursor) if params.cursor else None
+        items, next_after = await service(request).search(tenant_of(request), after_id, params.page_size)
+        return web.json_response(
+            {
+                "data": [template_json(t) for t in items],
+                "next_cursor": encode_cursor(next_after) if next_after else None,
+            }
+        )
+
+    async def get_template(request: web.Request) -> web.Response:
+        template = await service(request).get(tenant_of(request), _template_id(request))
+        return web.json_response(template_json(template))
+
+    async def replace_template(request: web.Request) -> web.Response:
+        template_id = _template_id(request)
+        payload = await _template_in(request)
+        template = await service(request).update(
+            tenant_of(request), template_id, payload.name, payload.channel, payload.body, payload.subject
+        )
+        return web.json_response(template_json(template))
+
+    async def delete_template(request: web.Request) -> web.Response:
+        await service(request).delete(tenant_of(request), _template_id(request))
+        return web.Response(status=204)
+
+    app.router.add_post("/api/v1/templates", create_template)
+    app.router.add_get("/api/v1/templates", list_templates)
+    app.router.add_get("/api/v1/templates/{id}", get_template)
+    app.router.add_put("/api/v1/templates/{id}", replace_template)
+    app.router.add_delete("/api/v1/templates/{id}", delete_template)
