@@ -127,7 +127,14 @@ def build_api_app(settings: Settings) -> web.Application:
 
 
 async def serve_api(settings: Settings, stop: asyncio.Event) -> None:
-    runner = web.AppRunner(build_api_app(settings), access_log=None, handle_signals=False)
+    # Long enough for the longest URL the API accepts (a 4096-character recipient filter, percent-encoded).
+    runner = web.AppRunner(
+        build_api_app(settings),
+        access_log=None,
+        handle_signals=False,
+        max_line_size=65536,
+        max_field_size=65536,
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.api_host, settings.api_port)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from notify.adapters.http.auth import API_KEY, PROTECTED_PREFIX, KeyRateLimiter, tenant_of
 from notify.adapters.http.errors import error_middleware, error_response, from_pydantic
+from notify.adapters.http.openapi import add_docs_routes
 from notify.adapters.http.schemas import (
     BatchIn,
     BatchPageParams,
@@ -37,6 +38,7 @@ from notify.app.operations import DeliveryState, Operations
 from notify.app.templates import TemplateService
 from notify.domain.errors import FieldError, ValidationFailed
 from notify.domain.model import Channel
+from notify.domain.validation import MAX_IDEMPOTENCY_KEY_CHARS
 from notify.logs import correlation_id_var
 from notify.ports.store import DeadLetterQuery, ListQuery, Page
 
@@ -86,6 +88,20 @@ def _page_json(page: Page) -> dict[str, Any]:
 
 def _services(request: web.Request) -> ApiServices:
     return request.app[SERVICES]
+
+
+@web.middleware
+async def input_guard_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """PostgreSQL text and jsonb cannot hold U+0000: refuse it anywhere in the input with a 400 rather than
+    letting it reach the database."""
+    if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.query.items()):
+        raise ValidationFailed.for_fields([FieldError("query", "must not contain NUL characters", "nul")])
+    if request.can_read_body:
+        body = await request.read()  # cached for the handler; raises 413 past client_max_size
+        if b"\\u0000" in body or b"\x00" in body:
+            raise ValidationFailed.for_fields([FieldError("body", "must not contain NUL characters", "nul")])
+    response: web.StreamResponse = await handler(request)
+    return response
 
 
 @web.middleware
@@ -141,11 +157,13 @@ async def create_batch(request: web.Request) -> web.Response:
         payload = BatchIn.model_validate_json(body)
     except ValidationError as exc:
         raise from_pydantic(exc) from None
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
+        raise ValidationFailed.for_fields(
+            [FieldError("Idempotency-Key", f"must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters", "invalid")]
+        )
     accepted = await _services(request).notifications.accept_batch(
-        tenant_of(request),
-        [item.to_new() for item in payload.notifications],
-        request[CORRELATION],
-        request.headers.get("Idempotency-Key"),
+        tenant_of(request), [item.to_new() for item in payload.notifications], request[CORRELATION], key
     )
     headers = {"Location": f"/api/v1/batches/{accepted.batch.id}"}
     if accepted.replayed:
@@ -345,7 +363,7 @@ def create_app(
 ) -> web.Application:
     """``resources`` is a cleanup context that opens what the handlers need and sets ``app[SERVICES]``."""
     app = web.Application(
-        middlewares=[correlation_middleware, error_middleware, auth_middleware],
+        middlewares=[correlation_middleware, error_middleware, auth_middleware, input_guard_middleware],
         client_max_size=max_body_bytes,
     )
     app.cleanup_ctx.append(resources)
@@ -356,7 +374,8 @@ def create_app(
     app.router.add_get("/api/v1/batches/{id}", get_batch)
     app.router.add_get("/api/v1/batches/{id}/notifications", list_batch_notifications)
     app.router.add_get("/api/v1/notifications", list_notifications)
-    app.router.add_get("/api/v1/notifications/{id}", get_notification)
+    # "batch" is a sibling route (POST only), not a notification id.
+    app.router.add_get("/api/v1/notifications/{id:(?!batch$)[^{}/]+}", get_notification)
     app.router.add_patch("/api/v1/notifications/{id}/cancel", cancel_notification)
     app.router.add_get("/api/v1/notifications/{id}/attempts", list_attempts)
     app.router.add_post("/api/v1/notifications/{id}/replay", replay_notification)
@@ -366,4 +385,5 @@ def create_app(
     app.router.add_get("/api/v1/delivery", get_delivery)
     app.router.add_post("/api/v1/delivery/pause", pause_delivery)
     app.router.add_post("/api/v1/delivery/resume", resume_delivery)
+    add_docs_routes(app)
     return app

@@ -5,16 +5,42 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from notify.app.notifications import NewNotification
 from notify.domain.errors import FieldError, ValidationFailed
 from notify.domain.model import Batch, Channel, Notification, Priority, Status
 from notify.domain.validation import sms_segments
 from notify.ports.store import AttemptRecord
+
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _rfc3339_string(value: object) -> object:
+    # Lax parsing (query strings) would take a number as a Unix timestamp; the contract says RFC 3339.
+    message = "must be an RFC 3339 date-time string, e.g. 2026-01-31T12:00:00Z"
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or "T" not in value.upper():
+        raise ValueError(message)
+    try:
+        return datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(message) from None
+
+
+def _in_range(value: datetime) -> datetime:
+    if not _EARLIEST <= value < _LATEST:
+        raise ValueError("must be between 1970-01-01 and 9000-01-01")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_string), AfterValidator(_in_range)]
+Cursor = Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class NotificationIn(BaseModel):
@@ -27,8 +53,8 @@ class NotificationIn(BaseModel):
     content: str | None = None
     subject: str | None = None
     priority: Priority = Priority.NORMAL
-    scheduled_at: AwareDatetime | None = None
-    expires_at: AwareDatetime | None = None
+    scheduled_at: Timestamp | None = None
+    expires_at: Timestamp | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = None
     template_id: UUID | None = None
@@ -84,9 +110,9 @@ class ListParams(BaseModel):
     priority: Priority | None = None
     batch_id: UUID | None = None
     recipient: str | None = Field(default=None, min_length=1, max_length=4096)
-    date_from: AwareDatetime | None = None
-    date_to: AwareDatetime | None = None
-    cursor: str | None = None
+    date_from: Timestamp | None = None
+    date_to: Timestamp | None = None
+    cursor: Cursor | None = None
     page_size: int = Field(default=20, ge=1, le=100)
 
 
@@ -150,7 +176,7 @@ class BatchPageParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Status | None = None
-    cursor: str | None = None
+    cursor: Cursor | None = None
     page_size: int = Field(default=20, ge=1, le=100)
 
 
@@ -162,9 +188,9 @@ class DeadLetterParams(BaseModel):
     channel: Channel | None = None
     provider: str | None = Field(default=None, min_length=1, max_length=200)
     error: str | None = Field(default=None, min_length=1, max_length=500)
-    date_from: AwareDatetime | None = None
-    date_to: AwareDatetime | None = None
-    cursor: str | None = None
+    date_from: Timestamp | None = None
+    date_to: Timestamp | None = None
+    cursor: Cursor | None = None
     page_size: int = Field(default=20, ge=1, le=100)
 
 
@@ -176,8 +202,8 @@ class DeadLetterReplayIn(BaseModel):
     channel: Channel | None = None
     provider: str | None = Field(default=None, min_length=1, max_length=200)
     error: str | None = Field(default=None, min_length=1, max_length=500)
-    date_from: AwareDatetime | None = None
-    date_to: AwareDatetime | None = None
+    date_from: Timestamp | None = None
+    date_to: Timestamp | None = None
     dry_run: bool = False
 
 

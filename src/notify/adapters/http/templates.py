@@ -13,7 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from notify.adapters.http.errors import from_pydantic
-from notify.adapters.http.schemas import decode_cursor, encode_cursor, rfc3339
+from notify.adapters.http.schemas import Cursor, decode_cursor, encode_cursor, rfc3339
 from notify.app.templates import TemplateService
 from notify.domain.errors import FieldError, ValidationFailed
 from notify.domain.model import Channel
@@ -36,7 +36,7 @@ class TemplateListParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    cursor: str | None = None
+    cursor: Cursor | None = None
     page_size: int = Field(default=20, ge=1, le=100)
 
 

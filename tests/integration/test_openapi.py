@@ -1,0 +1,400 @@
+"""The OpenAPI document against the real router, the real validator and the handlers' own JSON builders; and
+Swagger UI served from packaged assets only.
+
+The API's cleanup context (database, Kafka) never runs here: the document needs the router, not the services.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from typing import Any
+from uuid import UUID
+
+import jsonschema  # type: ignore[import-untyped]
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from openapi_spec_validator import OpenAPIV31SpecValidator, validate
+from pydantic import BaseModel
+
+import notify
+from notify.adapters.http import openapi
+from notify.adapters.http.app import _delivery_json, _page_json, create_app
+from notify.adapters.http.errors import error_response
+from notify.adapters.http.schemas import (
+    BatchIn,
+    BatchPageParams,
+    ChannelScopeIn,
+    DeadLetterParams,
+    DeadLetterReplayIn,
+    ListParams,
+    NotificationIn,
+    attempt_json,
+    batch_json,
+    notification_json,
+)
+from notify.adapters.http.templates import TemplateIn, TemplateListParams, template_json
+from notify.app.operations import DeliveryState
+from notify.bootstrap import build_api_app
+from notify.domain.model import Batch, Channel, Notification, Priority, Status
+from notify.domain.templates import Template
+from notify.ports.store import AttemptOutcome, AttemptRecord, Page
+from notify.settings import load_settings
+
+REF = "#/components/schemas/{model}"
+
+# What each handler in app.py validates its body and query with: written out here, apart from the table in
+# openapi.py, so a wrong entry there cannot agree with itself.
+BODIES: dict[tuple[str, str], type[BaseModel]] = {
+    ("post", "/api/v1/notifications"): NotificationIn,
+    ("post", "/api/v1/notifications/batch"): BatchIn,
+    ("post", "/api/v1/dead-letters/replay"): DeadLetterReplayIn,
+    ("post", "/api/v1/delivery/pause"): ChannelScopeIn,
+    ("post", "/api/v1/delivery/resume"): ChannelScopeIn,
+    ("post", "/api/v1/templates"): TemplateIn,
+    ("put", "/api/v1/templates/{id}"): TemplateIn,
+}
+QUERIES: dict[tuple[str, str], type[BaseModel]] = {
+    ("get", "/api/v1/notifications"): ListParams,
+    ("get", "/api/v1/batches/{id}/notifications"): BatchPageParams,
+    ("get", "/api/v1/dead-letters"): DeadLetterParams,
+    ("get", "/api/v1/templates"): TemplateListParams,
+}
+HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
+
+
+def with_docs(app: web.Application) -> web.Application:
+    """Registers the docs routes unless create_app already does (they must not be added twice)."""
+    if not any(
+        r.resource is not None and r.resource.canonical == openapi.OPENAPI_PATH for r in app.router.routes()
+    ):
+        openapi.add_docs_routes(app)
+    return app
+
+
+@pytest.fixture(scope="module")
+def api_app() -> web.Application:
+    return with_docs(build_api_app(load_settings()))
+
+
+@pytest.fixture(scope="module")
+def document(api_app: web.Application) -> dict[str, Any]:
+    return openapi.build_openapi(api_app)
+
+
+def operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in document["paths"].items():
+        for method, op in item.items():
+            if method in HTTP_METHODS:
+                yield method, path, op
+
+
+def resolve(document: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        target: Any = document
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def schema_validator(document: dict[str, Any], schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    # The components ride along at the root, so "#/components/schemas/X" resolves within this one schema.
+    root = {**schema, "components": document["components"]}
+    return jsonschema.Draft202012Validator(
+        root, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+def assert_valid(document: dict[str, Any], component: str, instance: Any) -> None:
+    validator = schema_validator(document, {"$ref": f"#/components/schemas/{component}"})
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(instance)]
+    assert errors == [], f"{component}: {errors}"
+
+
+# --- the document -------------------------------------------------------------------------------------------
+
+
+def test_the_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
+    assert document["openapi"] == "3.1.0"
+    assert document["info"]["title"] == "notify"
+    assert document["info"]["version"] == notify.__version__
+    assert document["servers"] == [{"url": "/"}]
+    validate(document, cls=OpenAPIV31SpecValidator)
+    validate(document)  # and the validator's own detection agrees it is 3.1
+
+
+def test_every_route_is_documented_and_every_documented_route_exists(
+    api_app: web.Application, document: dict[str, Any]
+) -> None:
+    assert openapi.undocumented_routes(api_app) == []
+    assert openapi.unknown_documented_routes(api_app) == []
+    in_document = {(m.upper(), p) for m, p, _ in operations(document)}
+    assert in_document == openapi.routed(api_app)
+    assert ("GET", "/health/ready") in in_document  # the comparison is not vacuous
+
+
+def test_every_api_operation_needs_the_key_and_health_does_not(document: dict[str, Any]) -> None:
+    assert document["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": document["components"]["securitySchemes"]["bearerAuth"]["description"],
+    }
+    for method, path, op in operations(document):
+        expected: list[dict[str, list[str]]] = [{"bearerAuth": []}] if path.startswith("/api/v1/") else []
+        assert op["security"] == expected, (method, path)
+        if path.startswith("/api/v1/"):
+            assert {"401", "429"} <= set(op["responses"]), (method, path)
+            too_many = resolve(document, op["responses"]["429"])
+            assert too_many["headers"]["Retry-After"]["$ref"].endswith("/Retry-After")
+            assert resolve(document, too_many["headers"]["Retry-After"])["required"] is True
+
+
+def test_every_operation_has_a_success_with_a_schema_and_an_example(document: dict[str, Any]) -> None:
+    for method, path, op in operations(document):
+        successes = {s: r for s, r in op["responses"].items() if s.startswith("2")}
+        assert successes, (method, path)
+        if set(successes) == {"204"}:  # DELETE: nothing to show
+            assert "content" not in successes["204"], (method, path)
+            continue
+        for status, response in successes.items():
+            media = resolve(document, response)["content"]["application/json"]
+            assert "$ref" in media["schema"], (method, path, status)
+            assert media.get("examples") or "example" in media, (method, path, status)
+        for status, response in op["responses"].items():
+            if status[0] in "45":
+                media = resolve(document, response)["content"]["application/json"]
+                assert media["schema"] == {"$ref": "#/components/schemas/ErrorOut"}, (method, path, status)
+
+
+def test_documented_errors_follow_what_each_route_can_answer(document: dict[str, Any]) -> None:
+    statuses = {(m, p): set(op["responses"]) for m, p, op in operations(document)}
+    for key in BODIES:  # a body is read: malformed JSON (400) and oversized bodies (413)
+        assert {"400", "413"} <= statuses[key], key
+    for (method, path), found in statuses.items():
+        if "{id}" in path:
+            assert {"400", "404"} <= found, (method, path)  # not a UUID / not found
+    for key in [("post", "/api/v1/notifications"), ("post", "/api/v1/notifications/batch")]:
+        assert "409" in statuses[key]  # an idempotency key reused with another payload
+        parameters = [resolve(document, p) for p in document["paths"][key[1]][key[0]]["parameters"]]
+        headers = {p["name"] for p in parameters if p["in"] == "header"}
+        assert {"Idempotency-Key", "X-Correlation-ID"} <= headers, key
+    assert "503" in statuses[("get", "/health/ready")]
+    bad_request = document["components"]["responses"]["BadRequest"]["content"]["application/json"]["examples"]
+    assert any(e["value"]["details"][0]["code"] == "invalid_json" for e in bad_request.values())
+
+
+def test_request_bodies_and_queries_are_generated_from_the_handlers_models(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    bodies = {(m, p): op["requestBody"] for m, p, op in operations(document) if "requestBody" in op}
+    assert set(bodies) == set(BODIES)
+    for key, model in BODIES.items():
+        media = bodies[key]["content"]["application/json"]
+        assert media["schema"] == {"$ref": f"#/components/schemas/{model.__name__}"}, key
+        generated = model.model_json_schema(mode="validation", ref_template=REF)
+        defs = generated.pop("$defs", {})
+        assert schemas[model.__name__] == generated, key
+        for name, schema in defs.items():
+            assert schemas[name] == schema, (key, name)
+    # Bodies that may be left out (every field has a default) are optional, the others required.
+    assert bodies[("post", "/api/v1/notifications")]["required"] is True
+    assert bodies[("post", "/api/v1/delivery/pause")]["required"] is False
+
+    for (method, path), model in QUERIES.items():
+        op = document["paths"][path][method]
+        query = {p["name"]: p for p in op["parameters"] if p.get("in") == "query"}
+        assert list(query) == list(model.model_fields), (method, path)
+        fields = model.model_json_schema(mode="validation", ref_template=REF)["properties"]
+        assert query["page_size"]["schema"]["maximum"] == fields["page_size"]["maximum"] == 100
+    for method, path, op in operations(document):
+        if (method, path) not in QUERIES:
+            assert not [p for p in op["parameters"] if p.get("in") == "query"], (method, path)
+
+
+def test_every_example_matches_its_schema(document: dict[str, Any]) -> None:
+    checked = 0
+    for method, path, op in operations(document):
+        media_types = []
+        if "requestBody" in op:
+            media_types.append(op["requestBody"]["content"]["application/json"])
+        responses = [resolve(document, r) for r in op["responses"].values()]
+        media_types += [r["content"]["application/json"] for r in responses if "content" in r]
+        for media in media_types:
+            validator = schema_validator(document, media["schema"])
+            for name, example in media["examples"].items():
+                errors = [e.message for e in validator.iter_errors(example["value"])]
+                assert errors == [], (method, path, name, errors)
+                checked += 1
+        if (method, path) in BODIES:  # and the handler's model accepts every request example
+            for example in op["requestBody"]["content"]["application/json"]["examples"].values():
+                BODIES[(method, path)].model_validate_json(json.dumps(example["value"]))
+        for param in op["parameters"]:
+            param = resolve(document, param)
+            if "example" in param:
+                assert list(schema_validator(document, param["schema"]).iter_errors(param["example"])) == []
+    assert checked > 30
+
+
+# --- the response models against the handlers' JSON ---------------------------------------------------------
+
+NOW = datetime(2025, 1, 15, 10, 30, tzinfo=UTC)
+
+
+def a_notification(channel: Channel, **fields: Any) -> Notification:
+    base: dict[str, Any] = {
+        "id": UUID("01943a6e-5b1c-7d2e-9f30-4a5b6c7d8e9f"),
+        "tenant_id": "t",
+        "channel": channel,
+        "recipient": "+14155550123",
+        "content": "héllo €",
+        "priority": Priority.NORMAL,
+        "status": Status.PENDING,
+        "created_at": NOW,
+        "updated_at": NOW,
+    }
+    return Notification(**(base | fields))
+
+
+def test_response_models_match_what_the_handlers_send(document: dict[str, Any]) -> None:
+    minimal = a_notification(Channel.PUSH, recipient="tok")
+    full = a_notification(
+        Channel.SMS,
+        subject=None,
+        batch_id=UUID("01943a6e-5b1c-7a00-8b11-223344556677"),
+        scheduled_at=NOW,
+        expires_at=NOW + timedelta(days=1),
+        idempotency_key="k",
+        template_id=UUID("01943a6e-5b1c-7a00-8b11-223344556678"),
+        template_variables={"name": "Ada"},
+        metadata={"a": [1, {"b": None}]},
+        attempts=2,
+        max_retries=3,
+        provider="primary",
+        provider_message_id="m-1",
+        error_message="boom",
+        sent_at=NOW,
+        failed_at=NOW,
+        next_attempt_at=NOW,
+        status=Status.FAILED,
+    )
+    email = a_notification(Channel.EMAIL, recipient="ada@example.com", subject="Hi")
+    for n in (minimal, full, email):
+        assert_valid(document, "NotificationOut", notification_json(n))
+    assert_valid(document, "PageOut", _page_json(Page([minimal, full], full.id)))
+    assert_valid(document, "PageOut", _page_json(Page([], None)))
+
+    batch = Batch(id=UUID("01943a6e-5b1c-7a00-8b11-223344556677"), tenant_id="t", total=2, created_at=NOW)
+    assert_valid(document, "BatchSummaryOut", batch_json(batch))
+    assert_valid(document, "BatchOut", batch_json(batch, {Status.DELIVERED: 2}))
+    assert_valid(
+        document, "BatchCreatedOut", {"batch": batch_json(batch), "notifications": [notification_json(full)]}
+    )
+
+    for outcome, status, message in [
+        (AttemptOutcome.DELIVERED, 200, None),
+        (AttemptOutcome.TRANSIENT, None, "t/o"),
+    ]:
+        record = AttemptRecord(
+            1, "primary", NOW, NOW + timedelta(milliseconds=12.3456), outcome, status, message
+        )
+        assert_valid(document, "AttemptListOut", {"data": [attempt_json(record)]})
+
+    for state in (DeliveryState(False, frozenset()), DeliveryState(True, frozenset({Channel.SMS}))):
+        assert_valid(document, "DeliveryStateOut", _delivery_json(state))
+
+    template = Template(UUID(int=1), "t", "welcome", Channel.EMAIL, "Hi {{ name }}", None, NOW, NOW)
+    assert_valid(document, "TemplateOut", template_json(template))
+    assert_valid(document, "TemplatePageOut", {"data": [template_json(template)], "next_cursor": None})
+
+    error = error_response(
+        400, "validation_error", "Invalid input: x.", [{"field": "x", "message": "m", "code": "c"}]
+    )
+    assert error.text is not None
+    assert_valid(document, "ErrorOut", json.loads(error.text))
+
+
+def test_response_models_reject_what_the_handlers_never_send(document: dict[str, Any]) -> None:
+    body = notification_json(a_notification(Channel.PUSH, recipient="tok"))
+    for broken in ({**body, "surprise": 1}, {k: v for k, v in body.items() if k != "batch_id"}):
+        validator = schema_validator(document, {"$ref": "#/components/schemas/NotificationOut"})
+        assert list(validator.iter_errors(broken)), broken
+
+
+# --- serving: /openapi.json and Swagger UI without any CDN --------------------------------------------------
+
+
+class AssetLinks(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("src", "href") and value is not None:
+                self.links.append(value)
+
+
+async def _no_services(app: web.Application) -> AsyncIterator[None]:
+    yield  # the docs routes need no database, broker or API key
+
+
+@pytest.fixture
+async def docs_client() -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    app = with_docs(create_app(1024 * 1024, _no_services))
+    async with TestClient(TestServer(app)) as client:
+        yield client
+
+
+async def test_openapi_json_is_served_without_a_key(
+    docs_client: TestClient[web.Request, web.Application],
+) -> None:
+    async with docs_client.get("/openapi.json") as r:
+        assert r.status == 200
+        assert r.content_type == "application/json"
+        served = await r.json()
+    assert served == json.loads(json.dumps(openapi.build_openapi(docs_client.app)))
+    validate(served)
+    async with docs_client.get("/openapi.json") as r:  # cached, and still the same
+        assert await r.json() == served
+
+
+async def test_swagger_ui_is_served_from_this_origin_only(
+    docs_client: TestClient[web.Request, web.Application],
+) -> None:
+    async with docs_client.get("/docs") as r:
+        assert r.status == 200
+        assert r.content_type == "text/html"
+        assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+        html = await r.text()
+    assert "http://" not in html and "https://" not in html
+    parser = AssetLinks()
+    parser.feed(html)
+    assert len(parser.links) >= 3
+    for link in parser.links:
+        assert link.startswith("/") and not link.startswith("//"), link  # same origin
+        async with docs_client.get(link) as r:
+            assert r.status == 200, link
+            body = await r.read()
+            assert body, link
+        if link.endswith(".js") and "swagger-ui" not in link:  # our initializer
+            text = body.decode()
+            assert "http://" not in text and "https://" not in text
+            assert '"/openapi.json"' in text and "validatorUrl: null" in text
+
+
+def test_the_packaged_swagger_ui_renders_openapi_3_1() -> None:
+    # OpenAPI 3.1 rendering arrived in Swagger UI 5.
+    directory = openapi.swagger_ui_dir()
+    assert directory.name.startswith("swagger-ui-5.")
+    assert (directory / "swagger-ui-bundle.js").stat().st_size > 100_000
+
+
+async def test_docs_routes_stay_outside_the_api_prefix(
+    docs_client: TestClient[web.Request, web.Application],
+) -> None:
+    docs = {r.resource.canonical for r in docs_client.app.router.routes() if r.resource is not None}
+    docs = {p for p in docs if p.startswith("/docs") or p == "/openapi.json"}
+    assert docs and not any(p.startswith("/api/") for p in docs)
