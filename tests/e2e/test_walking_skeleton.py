@@ -114,7 +114,7 @@ BAD_BODIES: list[tuple[Any, str, str]] = [
     (
         {"channel": "sms", "recipient": "+14155550123", "content": "x", "scheduled_at": "tomorrow"},
         "scheduled_at",
-        "datetime_parsing",
+        "value_error",
     ),
     (
         {"channel": "sms", "recipient": "+14155550123", "content": "x", "expires_at": "2020-01-01T00:00:00Z"},
