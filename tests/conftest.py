@@ -113,6 +113,7 @@ class Stack:
         self.sandbox_port = free_port()
         self.processes: list[NotifyProcess] = []
         self.apis: dict[str, str] = {}
+        self.workers: dict[str, str] = {}  # name -> the worker's own HTTP port (health, metrics)
         self.api_key = api_key
         self.http = aiohttp.ClientSession(headers={"Authorization": f"Bearer {api_key}"})
 
@@ -162,8 +163,10 @@ class Stack:
         return process
 
     async def start_worker(self, name: str = "worker", **overrides: Any) -> NotifyProcess:
+        overrides.setdefault("worker_http_port", free_port())
         process = self._spawn(name, ["worker"], self.env(**overrides))
         await wait_log(process, "partitions assigned")
+        self.workers[name] = f"http://127.0.0.1:{overrides['worker_http_port']}"
         return process
 
     # --- API calls ---------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from notify.domain.errors import (
 )
 from notify.domain.model import Batch, Channel, Notification, Status, can_transition
 from notify.ports.provider import ProviderMessage, ProviderReceipt
+from notify.ports.stats import ChannelFigures
 from notify.ports.store import (
     AttemptRecord,
     Claim,
@@ -355,3 +356,20 @@ class FakeLimiter:
     async def acquire(self, key: str) -> float:
         self.acquired.append(key)
         return 0.0
+
+
+class FakeDeliveryStats:
+    """DeliveryStats that answers the figures it was given, and records each window start and purge."""
+
+    def __init__(self, figures: dict[Channel, ChannelFigures] | None = None) -> None:
+        self.figures_by_channel = figures or {}
+        self.asked: list[tuple[str, datetime]] = []
+        self.purged_before: list[datetime] = []
+
+    async def figures(self, tenant_id: str, since: datetime) -> dict[Channel, ChannelFigures]:
+        self.asked.append((tenant_id, since))
+        return dict(self.figures_by_channel)
+
+    async def purge(self, older_than: datetime) -> int:
+        self.purged_before.append(older_than)
+        return 0

@@ -5,38 +5,57 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 
 import aiohttp
 import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from opentelemetry.trace import SpanKind
 
 from notify.adapters.clock import SystemClock
-from notify.adapters.http.app import SERVICES, TEMPLATES, ApiServices, create_app
+from notify.adapters.http.app import (
+    LIVE,
+    SERVICES,
+    STATS,
+    TEMPLATES,
+    ApiServices,
+    create_app,
+    create_worker_app,
+)
 from notify.adapters.http.auth import KeyRateLimiter
+from notify.adapters.http.live import LiveEndpoint
 from notify.adapters.kafka.consumer import PriorityConsumerLoop
 from notify.adapters.kafka.publisher import KafkaDispatchPublisher, make_producer
+from notify.adapters.kafka.status import StatusTopicReader, make_status_consumer
 from notify.adapters.kafka.topics import ensure_topics
 from notify.adapters.postgres.keys import PgApiKeyStore
 from notify.adapters.postgres.pool import create_pool
+from notify.adapters.postgres.stats import PgDeliveryStats
 from notify.adapters.postgres.store import PgNotificationStore, PgOutbox
 from notify.adapters.postgres.templates import PgTemplateStore
 from notify.adapters.provider.http import HttpProvider
 from notify.adapters.resilience import AioCircuitBreaker, ChannelRateLimiter
+from notify.adapters.telemetry import metrics
+from notify.adapters.telemetry.tracing import OtelTraceContexts, span_in
 from notify.app.auth import Authenticator
-from notify.app.delivery import Deliverer, PauseCache, Route
+from notify.app.delivery import Deliverer, DeliveryOutcome, PauseCache, Route
 from notify.app.dispatcher import PriorityDispatcher, Work
+from notify.app.live import StatusHub
 from notify.app.notifications import NotificationService
 from notify.app.operations import Operations
 from notify.app.recovery import Recovery
 from notify.app.relay import OutboxRelay
+from notify.app.stats import StatsService
 from notify.app.templates import TemplateService
 from notify.domain.model import Channel, Priority
 from notify.domain.retry import RetryPolicy
+from notify.logs import correlation_id_var, notification_id_var
 from notify.ports.clock import Clock
 from notify.settings import Settings
 
@@ -45,6 +64,19 @@ log = logging.getLogger(__name__)
 
 def _all_topics(settings: Settings) -> list[str]:
     return settings.all_topics
+
+
+def _every(seconds: float, job: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+    """``job`` at most once per ``seconds`` however often the result is called (housekeeping)."""
+    last = -math.inf
+
+    async def maybe() -> None:
+        nonlocal last
+        if time.monotonic() - last >= seconds:
+            last = time.monotonic()
+            await job()
+
+    return maybe
 
 
 async def _background(stop: asyncio.Event, *tasks: asyncio.Task[None]) -> None:
@@ -61,7 +93,9 @@ def build_relay(
 ) -> OutboxRelay:
     return OutboxRelay(
         PgOutbox(pool),
-        KafkaDispatchPublisher(producer, settings.topic_for_priority, settings.dead_letter_topic),
+        KafkaDispatchPublisher(
+            producer, settings.topic_for_priority, settings.dead_letter_topic, settings.status_topic
+        ),
         clock,
         batch_size=settings.outbox_batch_size,
         poll_interval_s=settings.outbox_poll_interval_s,
@@ -83,16 +117,24 @@ def build_api_app(settings: Settings) -> web.Application:
         )
         producer = make_producer(settings.kafka_bootstrap_servers, linger_ms=settings.kafka_linger_ms)
         await producer.start()
+        status_consumer = make_status_consumer(
+            settings.kafka_bootstrap_servers, fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms
+        )
+        await status_consumer.start()
         relay = build_relay(settings, pool, producer, clock)
+        wake_relay = relay.wake if settings.outbox_relay_enabled else None
         store = PgNotificationStore(pool)
         templates = TemplateService(PgTemplateStore(pool), clock)
         app[TEMPLATES] = templates
+        stats = StatsService(PgDeliveryStats(pool), clock)
+        app[STATS] = stats
         service = NotificationService(
             store,
             clock,
             render=templates.render_for,
             max_retries=max_retries(settings),
-            on_enqueued=relay.wake if settings.outbox_relay_enabled else None,
+            on_enqueued=wake_relay,
+            traces=OtelTraceContexts(),
         )
 
         async def database_ready() -> None:
@@ -101,18 +143,37 @@ def build_api_app(settings: Settings) -> web.Application:
         async def kafka_ready() -> None:
             await producer.client.fetch_all_metadata()
 
-        operations = Operations(
-            store, clock, on_enqueued=relay.wake if settings.outbox_relay_enabled else None
-        )
+        hub = StatusHub(capacity=settings.ws_client_buffer)
+        status_reader = StatusTopicReader(status_consumer, settings.status_topic, hub)
+
+        async def live_ready() -> None:
+            # Until the reader sits at the end of the status topic, a WebSocket client would miss events.
+            await status_reader.ready.wait()
+
+        authenticator = Authenticator(PgApiKeyStore(pool), clock, cache_ttl_s=settings.api_key_cache_s)
         app[SERVICES] = ApiServices(
             service,
-            operations,
-            Authenticator(PgApiKeyStore(pool), clock, cache_ttl_s=settings.api_key_cache_s),
+            Operations(store, clock, on_enqueued=wake_relay),
+            authenticator,
             KeyRateLimiter(settings.api_key_rate_limit_per_s),
-            {"database": database_ready, "kafka": kafka_ready},
+            {"database": database_ready, "kafka": kafka_ready, "status_topic": live_ready},
         )
+        app[LIVE] = LiveEndpoint(hub, authenticator, heartbeat_s=settings.ws_heartbeat_s)
+        outbox = PgOutbox(pool)
+
+        async def refresh_backlog() -> None:
+            metrics.OUTBOX_BACKLOG.set(await outbox.backlog())
+
         stop = asyncio.Event()
-        tasks: list[asyncio.Task[None]] = []
+        tasks = [
+            asyncio.create_task(status_reader.run(stop), name="status-reader"),
+            asyncio.create_task(
+                metrics.refresh_periodically(
+                    stop, settings.metrics_refresh_s, refresh_backlog, _every(600, stats.purge_expired)
+                ),
+                name="metrics-refresh",
+            ),
+        ]
         if settings.outbox_relay_enabled:
             tasks.append(asyncio.create_task(relay.run(stop), name="outbox-relay"))
         log.info("api ready", extra={"relay": settings.outbox_relay_enabled})
@@ -120,6 +181,7 @@ def build_api_app(settings: Settings) -> web.Application:
             yield
         finally:
             await _background(stop, *tasks)
+            await status_consumer.stop()
             await producer.stop()
             await pool.close()
 
@@ -176,6 +238,32 @@ def _worker_id(settings: Settings) -> str:
     return settings.worker_id or f"{socket.gethostname()}:{os.getpid()}"
 
 
+async def _serve_worker_http(
+    settings: Settings, readiness: dict[str, Callable[[], Awaitable[None]]]
+) -> web.AppRunner:
+    runner = web.AppRunner(create_worker_app(readiness), access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, settings.worker_http_host, settings.worker_http_port).start()
+    log.info(
+        "worker http listening",
+        extra={"url": f"http://{settings.worker_http_host}:{settings.worker_http_port}"},
+    )
+    return runner
+
+
+async def _consumer_lag(consumer: AIOKafkaConsumer) -> None:
+    """Per topic: records at the partition ends not yet committed by this worker (its partitions only)."""
+    lag: dict[str, int] = {}
+    for tp in consumer.assignment():
+        end = consumer.highwater(tp)
+        if end is None:  # nothing fetched from it yet
+            continue
+        committed = await consumer.committed(tp)
+        lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - (committed or 0))
+    for topic, value in lag.items():
+        metrics.CONSUMER_LAG.labels(topic).set(value)
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     """Consume and deliver until ``stop`` is set; then drain (bounded), commit and close everything."""
     clock = SystemClock()
@@ -186,6 +274,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     http = aiohttp.ClientSession()
     producer = make_producer(settings.kafka_bootstrap_servers, linger_ms=settings.kafka_linger_ms)
     consumer: AIOKafkaConsumer | None = None
+    http_runner: web.AppRunner | None = None
+    unregister_breakers: Callable[[], None] = lambda: None  # noqa: E731
     background_stop = asyncio.Event()
     background: list[asyncio.Task[None]] = []
     try:
@@ -196,9 +286,17 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             replication_factor=settings.kafka_replication_factor,
         )
         await producer.start()
+
+        async def database_ready() -> None:
+            await pool.fetchval("SELECT 1")
+
+        async def kafka_ready() -> None:
+            await producer.client.fetch_all_metadata()
+
+        http_runner = await _serve_worker_http(settings, {"database": database_ready, "kafka": kafka_ready})
         store = PgNotificationStore(pool)
-        # The worker relays too: what its recovery sweep re-enqueues is published at once, and delivery
-        # keeps flowing while no API process runs.
+        # The worker relays too: what its recovery sweep re-enqueues is published at once, status events of
+        # its deliveries go out without waiting for a poll, and delivery keeps flowing with no API running.
         relay = build_relay(settings, pool, producer, clock)
         recovery = Recovery(
             store,
@@ -207,9 +305,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             interval_s=settings.recovery_interval_s,
             on_enqueued=relay.wake,
         )
+        routes = build_routes(settings, http)
+        unregister_breakers = metrics.register_breakers(r.breaker for rs in routes.values() for r in rs)
         deliverer = Deliverer(
             store,
-            build_routes(settings, http),
+            routes,
             clock,
             worker_id=worker_id,
             lease=timedelta(seconds=settings.worker_lease_s),
@@ -220,11 +320,38 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             ),
             limiter=ChannelRateLimiter(settings.rate_limits()),
             pauses=PauseCache(store.paused_channels, clock, settings.pause_refresh_s),
+            observer=metrics.PrometheusDeliveryObserver(),
         )
 
         async def handle(work: Work) -> None:
             assert work.notification_id is not None
-            await deliverer.deliver(work.notification_id, work.channel)
+            notification_id = str(work.notification_id)
+            # Logs carry the notification and the request's correlation id; the delivery span continues the
+            # producer span from the record's headers.
+            tokens = (correlation_id_var.set(work.correlation_id), notification_id_var.set(notification_id))
+            metrics.IN_FLIGHT.inc()
+            try:
+                with span_in(
+                    f"{work.partition.topic} deliver",
+                    work.trace_context,
+                    SpanKind.CONSUMER,
+                    {
+                        "messaging.system": "kafka",
+                        "messaging.destination.name": work.partition.topic,
+                        "messaging.operation.type": "process",
+                        "messaging.kafka.offset": work.offset,
+                        "notification.id": notification_id,
+                    },
+                ) as span:
+                    outcome = await deliverer.deliver(work.notification_id, work.channel)
+                    span.set_attribute("notify.outcome", outcome.value)
+                metrics.ROUNDS.labels(work.channel or "unknown", outcome.value).inc()
+                if outcome is not DeliveryOutcome.SKIPPED:
+                    relay.wake()  # publish its status events now
+            finally:
+                metrics.IN_FLIGHT.dec()
+                correlation_id_var.reset(tokens[0])
+                notification_id_var.reset(tokens[1])
 
         dispatcher = PriorityDispatcher(
             handle,
@@ -256,6 +383,23 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         if settings.outbox_relay_enabled:
             background.append(asyncio.create_task(relay.run(background_stop), name="outbox-relay"))
         background.append(asyncio.create_task(recovery.run(background_stop), name="recovery"))
+        outbox = PgOutbox(pool)
+        group_consumer = consumer
+
+        async def refresh_backlog() -> None:
+            metrics.OUTBOX_BACKLOG.set(await outbox.backlog())
+
+        async def refresh_lag() -> None:
+            await _consumer_lag(group_consumer)
+
+        background.append(
+            asyncio.create_task(
+                metrics.refresh_periodically(
+                    background_stop, settings.metrics_refresh_s, refresh_backlog, refresh_lag
+                ),
+                name="metrics-refresh",
+            )
+        )
         await consumer.start()
         log.info("worker started", extra={"worker_id": worker_id, "concurrency": settings.worker_concurrency})
         await loop.run(stop)
@@ -264,6 +408,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         await _background(background_stop, *background)
         if consumer is not None:
             await consumer.stop()
+        if http_runner is not None:
+            await http_runner.cleanup()
+        unregister_breakers()
         await producer.stop()
         await http.close()
         await pool.close()

@@ -1,4 +1,5 @@
-"""JSON log lines: timestamp, level, logger, message, correlation id and any ``extra`` fields."""
+"""JSON log lines: timestamp, level, logger, message, the current trace and span ids, correlation id,
+notification id where one is being worked on, and any ``extra`` fields."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry import trace
+
 correlation_id_var: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+notification_id_var: ContextVar[str | None] = ContextVar("notification_id", default=None)
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=`` and is logged as a field.
 _STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime", "taskName"}
@@ -23,9 +27,16 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:
+            entry["trace_id"] = format(span.trace_id, "032x")
+            entry["span_id"] = format(span.span_id, "016x")
         correlation_id = correlation_id_var.get()
         if correlation_id:
             entry["correlation_id"] = correlation_id
+        notification_id = notification_id_var.get()
+        if notification_id:
+            entry["notification_id"] = notification_id
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     api_key_cache_s: float = Field(
         5.0, ge=0, description="key lookups are cached; revocation takes this long"
     )
+    # Live status over WebSocket: events queued for one client before it is dropped as too slow.
+    ws_client_buffer: int = Field(1000, ge=1)
+    ws_heartbeat_s: float = Field(
+        20.0, gt=0, description="ping interval; a client that stops answering is closed"
+    )
 
     # --- outbox relay (runs inside every API process; safe to run in many) ------------------------------
     outbox_relay_enabled: bool = True
@@ -70,6 +75,9 @@ class Settings(BaseSettings):
     recovery_interval_s: float = Field(0.5, gt=0, description="scheduler: due sends, due retries, leases")
     # A pending notification not claimed for this long is re-enqueued (covers records a broker lost).
     stale_pending_s: float = Field(120.0, gt=0)
+    # The worker's own small HTTP port: /health, /health/ready, /metrics (0 = any free port).
+    worker_http_host: str = "127.0.0.1"
+    worker_http_port: int = Field(8081, ge=0, le=65535)
 
     # --- providers --------------------------------------------------------------------------------------
     # The ordered provider list per channel (primary first), as JSON:
@@ -99,9 +107,16 @@ class Settings(BaseSettings):
     sandbox_host: str = "127.0.0.1"
     sandbox_port: int = Field(9100, ge=0, le=65535)
 
-    # --- logging ----------------------------------------------------------------------------------------
+    # --- observability ----------------------------------------------------------------------------------
     log_level: str = "INFO"
     log_json: bool = True
+    # OTLP/HTTP collector base URL (Jaeger: http://jaeger:4318); spans go to <url>/v1/traces. Unset: trace
+    # context is still created and propagated (ids in logs, traceparent to providers) but nothing is exported.
+    otlp_endpoint: str | None = None
+    trace_sample_ratio: float = Field(1.0, ge=0, le=1, description="share of new traces recorded")
+    metrics_refresh_s: float = Field(
+        5.0, gt=0, description="how often gauges read from PostgreSQL/Kafka refresh"
+    )
 
     def topic_for_priority(self, priority: str) -> str:
         return f"{self.kafka_topic_prefix}.{priority}"
@@ -111,12 +126,17 @@ class Settings(BaseSettings):
         return f"{self.kafka_topic_prefix}.dlq"
 
     @property
+    def status_topic(self) -> str:
+        """Every status transition, for the API processes' WebSocket relays."""
+        return f"{self.kafka_topic_prefix}.status"
+
+    @property
     def priority_topics(self) -> list[str]:
         return [self.topic_for_priority(p) for p in ("high", "normal", "low")]
 
     @property
     def all_topics(self) -> list[str]:
-        return [*self.priority_topics, self.dead_letter_topic]
+        return [*self.priority_topics, self.dead_letter_topic, self.status_topic]
 
     def providers_for(self, channel: str) -> list[ProviderSettings]:
         return self.providers.get(channel) or [

@@ -78,7 +78,9 @@ async def relay_parts(
     producer = make_producer(broker.bootstrap_servers, linger_ms=5)
     await producer.start()
     try:
-        publisher = KafkaDispatchPublisher(producer, lambda p: f"{topic_prefix}.{p}", f"{topic_prefix}.dlq")
+        publisher = KafkaDispatchPublisher(
+            producer, lambda p: f"{topic_prefix}.{p}", f"{topic_prefix}.dlq", f"{topic_prefix}.status"
+        )
         yield NotificationService(PgNotificationStore(pool), SystemClock()), PgOutbox(pool), publisher
     finally:
         await producer.stop()

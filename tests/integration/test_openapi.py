@@ -31,13 +31,16 @@ from notify.adapters.http.schemas import (
     DeadLetterParams,
     DeadLetterReplayIn,
     ListParams,
+    MetricsParams,
     NotificationIn,
     attempt_json,
     batch_json,
+    metrics_json,
     notification_json,
 )
 from notify.adapters.http.templates import TemplateIn, TemplateListParams, template_json
 from notify.app.operations import DeliveryState
+from notify.app.stats import ChannelMetrics, Metrics
 from notify.bootstrap import build_api_app
 from notify.domain.model import Batch, Channel, Notification, Priority, Status
 from notify.domain.templates import Template
@@ -62,6 +65,7 @@ QUERIES: dict[tuple[str, str], type[BaseModel]] = {
     ("get", "/api/v1/batches/{id}/notifications"): BatchPageParams,
     ("get", "/api/v1/dead-letters"): DeadLetterParams,
     ("get", "/api/v1/templates"): TemplateListParams,
+    ("get", "/api/v1/metrics"): MetricsParams,
 }
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
@@ -144,7 +148,9 @@ def test_every_api_operation_needs_the_key_and_health_does_not(document: dict[st
         "description": document["components"]["securitySchemes"]["bearerAuth"]["description"],
     }
     for method, path, op in operations(document):
-        expected: list[dict[str, list[str]]] = [{"bearerAuth": []}] if path.startswith("/api/v1/") else []
+        # /ws is outside /api/v1 (DESIGN.md §4) but streams a tenant's events: it takes the key too.
+        keyed = path.startswith("/api/v1/") or path == "/ws"
+        expected: list[dict[str, list[str]]] = [{"bearerAuth": []}] if keyed else []
         assert op["security"] == expected, (method, path)
         if path.startswith("/api/v1/"):
             assert {"401", "429"} <= set(op["responses"]), (method, path)
@@ -155,13 +161,18 @@ def test_every_api_operation_needs_the_key_and_health_does_not(document: dict[st
 
 def test_every_operation_has_a_success_with_a_schema_and_an_example(document: dict[str, Any]) -> None:
     for method, path, op in operations(document):
-        successes = {s: r for s, r in op["responses"].items() if s.startswith("2")}
+        successes = {s: r for s, r in op["responses"].items() if s.startswith("2") or s == "101"}
         assert successes, (method, path)
-        if set(successes) == {"204"}:  # DELETE: nothing to show
-            assert "content" not in successes["204"], (method, path)
+        if set(successes) <= {"204", "101"}:  # DELETE, WebSocket upgrade: no body to show
+            assert not any("content" in r for r in successes.values()), (method, path)
             continue
         for status, response in successes.items():
-            media = resolve(document, response)["content"]["application/json"]
+            content = resolve(document, response)["content"]
+            if "text/plain" in content:  # Prometheus exposition format
+                assert content["text/plain"]["schema"] == {"type": "string"}, (method, path)
+                assert content["text/plain"]["example"].startswith("# HELP"), (method, path)
+                continue
+            media = content["application/json"]
             assert "$ref" in media["schema"], (method, path, status)
             assert media.get("examples") or "example" in media, (method, path, status)
         for status, response in op["responses"].items():
@@ -208,7 +219,14 @@ def test_request_bodies_and_queries_are_generated_from_the_handlers_models(docum
         query = {p["name"]: p for p in op["parameters"] if p.get("in") == "query"}
         assert list(query) == list(model.model_fields), (method, path)
         fields = model.model_json_schema(mode="validation", ref_template=REF)["properties"]
-        assert query["page_size"]["schema"]["maximum"] == fields["page_size"]["maximum"] == 100
+        for name, field in fields.items():  # the bounds the model checks are the ones documented
+            for bound in ("minimum", "maximum"):
+                assert query[name]["schema"].get(bound) == field.get(bound), (method, path, name, bound)
+        if "page_size" in fields:
+            assert query["page_size"]["schema"]["maximum"] == 100
+    metrics_window = document["paths"]["/api/v1/metrics"]["get"]["parameters"][0]
+    assert (metrics_window["name"], metrics_window["schema"]["minimum"]) == ("window_s", 60)
+    assert metrics_window["schema"]["maximum"] == 7 * 86400
     for method, path, op in operations(document):
         if (method, path) not in QUERIES:
             assert not [p for p in op["parameters"] if p.get("in") == "query"], (method, path)
@@ -221,7 +239,11 @@ def test_every_example_matches_its_schema(document: dict[str, Any]) -> None:
         if "requestBody" in op:
             media_types.append(op["requestBody"]["content"]["application/json"])
         responses = [resolve(document, r) for r in op["responses"].values()]
-        media_types += [r["content"]["application/json"] for r in responses if "content" in r]
+        media_types += [
+            r["content"]["application/json"]
+            for r in responses
+            if "content" in r and "application/json" in r["content"]
+        ]
         for media in media_types:
             validator = schema_validator(document, media["schema"])
             for name, example in media["examples"].items():
@@ -308,6 +330,12 @@ def test_response_models_match_what_the_handlers_send(document: dict[str, Any]) 
     template = Template(UUID(int=1), "t", "welcome", Channel.EMAIL, "Hi {{ name }}", None, NOW, NOW)
     assert_valid(document, "TemplateOut", template_json(template))
     assert_valid(document, "TemplatePageOut", {"data": [template_json(template)], "next_cursor": None})
+
+    busy = ChannelMetrics(12, 1, 183.25, 512.5, 12 / 13, 4)
+    idle = ChannelMetrics(0, 0, None, None, None, 0)
+    failing = ChannelMetrics(0, 2, None, None, 0.0, 9)
+    metrics = Metrics(3600, NOW, {Channel.SMS: busy, Channel.EMAIL: idle, Channel.PUSH: failing})
+    assert_valid(document, "MetricsOut", metrics_json(metrics))
 
     error = error_response(
         400, "validation_error", "Invalid input: x.", [{"field": "x", "message": "m", "code": "c"}]

@@ -21,6 +21,7 @@ from notify.domain.errors import CircuitOpen, PermanentProviderError, TransientP
 from notify.domain.model import Channel, Notification, Status
 from notify.domain.retry import RetryPolicy, attempts_left
 from notify.ports.clock import Clock
+from notify.ports.metrics import DeliveryObserver, NoObserver
 from notify.ports.provider import DeliveryProvider, ProviderMessage, ProviderReceipt
 from notify.ports.resilience import CircuitBreaker, RateLimiter
 from notify.ports.store import AttemptOutcome, AttemptRecord, Claim, DeliveryResult, NotificationStore
@@ -83,7 +84,9 @@ class Deliverer:
         limiter: RateLimiter | None = None,
         pauses: PauseCache | None = None,
         open_breaker_wait_s: float = 1.0,
+        observer: DeliveryObserver | None = None,
     ) -> None:
+        self._observer = observer or NoObserver()
         self._store = store
         self._routes = routes
         self._clock = clock
@@ -102,7 +105,8 @@ class Deliverer:
         if channel is not None:
             # Wait for a token before claiming: while we wait the notification can still be cancelled, and
             # no lease ticks away.
-            await self._limiter.acquire(channel)
+            waited = await self._limiter.acquire(channel)
+            self._observer.limiter_waited(channel, waited)
         now = self._clock.now()
         # Each claim gets its own token, so a result is stored only by the claim that is still current.
         claim = Claim(f"{self._worker_id}#{next(self._claims)}", now + self._lease)
@@ -112,9 +116,11 @@ class Deliverer:
         if notification.status is Status.EXPIRED:
             return DeliveryOutcome.EXPIRED
         result = await self._attempt(notification)
-        stored = await self._store.record_result(notification_id, claim, self._clock.now(), result)
+        stored_at = self._clock.now()
+        stored = await self._store.record_result(notification_id, claim, stored_at, result)
         if not stored:
             return DeliveryOutcome.CLAIM_LOST
+        self._observer.round_finished(notification, result, stored_at)
         if result.status is not Status.DELIVERED:
             log.info(
                 "delivery not done",

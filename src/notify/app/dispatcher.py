@@ -40,6 +40,8 @@ class Work:
     notification_id: UUID | None  # None: a record we cannot read; acknowledged without delivery
     generation: int = 0
     channel: str | None = None  # from the record's headers: lets one channel's slowness spare the others
+    trace_context: str | None = None  # the record's W3C traceparent: the delivery continues that trace
+    correlation_id: str | None = None  # the accepting request's X-Correlation-ID, for logs and the provider
 
 
 Handler = Callable[[Work], Awaitable[object]]
@@ -96,6 +98,9 @@ class PriorityDispatcher:
         priority: Priority,
         notification_id: UUID | None,
         channel: str | None = None,
+        *,
+        trace_context: str | None = None,
+        correlation_id: str | None = None,
     ) -> None:
         state = self._partitions.get(partition)
         if state is None:
@@ -104,7 +109,16 @@ class PriorityDispatcher:
         state.outstanding.add(offset)
         state.next_offset = max(state.next_offset or 0, offset + 1)
         self._buffers[priority].append(
-            Work(partition, offset, priority, notification_id, state.generation, channel)
+            Work(
+                partition,
+                offset,
+                priority,
+                notification_id,
+                state.generation,
+                channel,
+                trace_context,
+                correlation_id,
+            )
         )
         self._work_ready.set()
 

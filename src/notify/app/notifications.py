@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -17,6 +17,7 @@ from notify.domain.retry import DEFAULT_MAX_RETRIES
 from notify.domain.validation import DraftFields, check_draft
 from notify.ports.clock import Clock
 from notify.ports.store import ListQuery, NotificationStore, Page
+from notify.ports.telemetry import TraceContexts
 
 MAX_BATCH = 1000
 
@@ -74,8 +75,10 @@ class NotificationService:
         max_retries: Mapping[Priority, int] = DEFAULT_MAX_RETRIES,
         on_enqueued: Callable[[], None] | None = None,
         render: Render | None = None,
+        traces: TraceContexts | None = None,
     ) -> None:
         self._store = store
+        self._traces = traces
         self._clock = clock
         self._max_retries = max_retries
         # Called after a commit that wrote outbox records, so a relay in this process publishes at once
@@ -163,6 +166,7 @@ class NotificationService:
         notification, errors = await self._build(tenant_id, new, self._clock.now(), correlation_id)
         if notification is None:
             raise ValidationFailed.for_fields(errors)
+        notification = self._traced(notification)
         try:
             await self._store.create([notification])
         except DuplicateIdempotencyKey:
@@ -171,6 +175,12 @@ class NotificationService:
         if notification.status is Status.PENDING:
             self._on_enqueued()
         return Accepted(notification, replayed=False)
+
+    def _traced(self, notification: Notification) -> Notification:
+        if self._traces is None:
+            return notification
+        context = self._traces.for_notification(notification.id, notification.batch_id)
+        return replace(notification, trace_context=context)
 
     async def _replay(self, tenant_id: str, key: str, attempted: Notification) -> Notification:
         # The unique index made the racing duplicates wait for the winner's commit, so it is visible now.
@@ -227,6 +237,7 @@ class NotificationService:
                 seen_keys.setdefault(item.idempotency_key, index)
         if errors:
             raise ValidationFailed.for_fields(errors)
+        built = [self._traced(n) for n in built]
         try:
             await self._store.create(built, batch)
         except DuplicateIdempotencyKey as exc:
@@ -259,7 +270,9 @@ class NotificationService:
         return await self._store.search(query)
 
     async def cancel(self, tenant_id: str, notification_id: UUID) -> Notification:
-        return await self._store.cancel(tenant_id, notification_id, self._clock.now())
+        cancelled = await self._store.cancel(tenant_id, notification_id, self._clock.now())
+        self._on_enqueued()  # its status event is in the outbox
+        return cancelled
 
     async def batch(self, tenant_id: str, batch_id: UUID) -> tuple[Batch, dict[Status, int]]:
         found = await self._store.get_batch(tenant_id, batch_id)

@@ -71,6 +71,7 @@ class DevStack:
         self.settings = settings
         self.api_port = _port_or_free(api_port)
         self.sandbox_port = _port_or_free(sandbox_port)
+        self.worker_port = _port_or_free(settings.worker_http_port)
         self.broker = TansuBroker()
         self.embedded: EmbeddedPostgres | None = None
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -97,6 +98,7 @@ class DevStack:
             "NOTIFY_KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
             "NOTIFY_API_PORT": str(self.api_port),
             "NOTIFY_SANDBOX_PORT": str(self.sandbox_port),
+            "NOTIFY_WORKER_HTTP_PORT": str(self.worker_port),
             "NOTIFY_PROVIDER_URL": f"http://127.0.0.1:{self.sandbox_port}/send",
             "NOTIFY_KAFKA_SESSION_TIMEOUT_MS": os.environ.get("NOTIFY_KAFKA_SESSION_TIMEOUT_MS", "6000"),
         }
@@ -107,6 +109,7 @@ class DevStack:
             )
         await _wait_ok(f"http://127.0.0.1:{self.sandbox_port}/health", self.processes)
         await _wait_ok(f"http://127.0.0.1:{self.api_port}/health/ready", self.processes)
+        await _wait_ok(f"http://127.0.0.1:{self.worker_port}/health/ready", self.processes)
 
     def banner(self) -> str:
         api = f"http://127.0.0.1:{self.api_port}"
@@ -114,7 +117,9 @@ class DevStack:
             [
                 "",
                 "notify is up.",
-                f"  API              {api}   (health: {api}/health/ready)",
+                f"  API              {api}   (health: {api}/health/ready, docs: {api}/docs)",
+                f"  live status      ws://127.0.0.1:{self.api_port}/ws   (Authorization: Bearer <key>)",
+                f"  metrics          {api}/metrics, http://127.0.0.1:{self.worker_port}/metrics (worker)",
                 f"  sandbox provider http://127.0.0.1:{self.sandbox_port}   (received: /messages, /stats)",
                 f"  Kafka (Tansu)    {self.broker.bootstrap_servers}",
                 f"  PostgreSQL       {self.database_url}",

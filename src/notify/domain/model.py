@@ -112,6 +112,7 @@ class Notification:
     next_attempt_at: datetime | None = None
     attempt_base: int = 0  # attempts made before the last replay (a replay brings fresh retries)
     request_hash: str | None = None  # fingerprint of the accepting request, for idempotent replays
+    trace_context: str | None = None  # W3C traceparent of its trace: every later step continues it
 
     def transition(self, target: Status, now: datetime, **changes: Any) -> Notification:
         """A copy in ``target`` status; raises IllegalTransition if the machine forbids it."""

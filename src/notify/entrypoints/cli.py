@@ -33,18 +33,33 @@ def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
     return 0
 
 
+def _traced(settings: Settings, service_name: str, run: Callable[[], int]) -> int:
+    """Run with the process's tracer provider installed; flush the spans still buffered on the way out."""
+    from notify.adapters.telemetry.tracing import configure_tracing
+
+    provider = configure_tracing(
+        service_name, otlp_endpoint=settings.otlp_endpoint, sample_ratio=settings.trace_sample_ratio
+    )
+    try:
+        return run()
+    finally:
+        provider.shutdown()
+
+
 def _api(settings: Settings, args: argparse.Namespace) -> int:
     from notify.bootstrap import serve_api
 
     if args.port is not None:
         settings = settings.model_copy(update={"api_port": args.port})
-    return _run_until_signal(lambda stop: serve_api(settings, stop))
+    return _traced(settings, "notify-api", lambda: _run_until_signal(lambda stop: serve_api(settings, stop)))
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from notify.bootstrap import run_worker
 
-    return _run_until_signal(lambda stop: run_worker(settings, stop))
+    return _traced(
+        settings, "notify-worker", lambda: _run_until_signal(lambda stop: run_worker(settings, stop))
+    )
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 from notify.domain.model import Batch, Channel, Notification, Priority, Status
@@ -15,6 +15,7 @@ from notify.domain.model import Batch, Channel, Notification, Priority, Status
 class OutboxKind(StrEnum):
     DISPATCH = "dispatch"  # put the notification on its priority topic for delivery
     DEAD_LETTER = "dead_letter"  # announce on the dead-letter topic that it failed for good
+    STATUS = "status"  # one status transition, for the status topic (live WebSocket updates)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,8 @@ class OutboxRecord:
     correlation_id: str | None
     created_at: datetime
     kind: OutboxKind = OutboxKind.DISPATCH
+    payload: dict[str, Any] | None = None  # the event of a STATUS record
+    trace_context: str | None = None  # the notification's W3C traceparent: publishes continue its trace
 
 
 class AttemptOutcome(StrEnum):

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from notify.adapters.http.auth import API_KEY, PROTECTED_PREFIX, KeyRateLimiter, tenant_of
 from notify.adapters.http.errors import error_middleware, error_response, from_pydantic
+from notify.adapters.http.live import LiveEndpoint
 from notify.adapters.http.openapi import add_docs_routes
 from notify.adapters.http.schemas import (
     BatchIn,
@@ -24,17 +25,22 @@ from notify.adapters.http.schemas import (
     DeadLetterParams,
     DeadLetterReplayIn,
     ListParams,
+    MetricsParams,
     NotificationIn,
     attempt_json,
     batch_json,
     decode_cursor,
     encode_cursor,
+    metrics_json,
     notification_json,
 )
 from notify.adapters.http.templates import add_template_routes
+from notify.adapters.telemetry.metrics import count_accepted, http_metrics_middleware, metrics_handler
+from notify.adapters.telemetry.tracing import server_span_middleware
 from notify.app.auth import Authenticator
 from notify.app.notifications import NotificationService
 from notify.app.operations import DeliveryState, Operations
+from notify.app.stats import StatsService
 from notify.app.templates import TemplateService
 from notify.domain.errors import FieldError, ValidationFailed
 from notify.domain.model import Channel
@@ -61,7 +67,9 @@ class ApiServices:
 
 
 SERVICES = web.AppKey("services", ApiServices)
+LIVE = web.AppKey("live", LiveEndpoint)
 TEMPLATES = web.AppKey("templates", TemplateService)
+STATS = web.AppKey("stats", StatsService)
 CORRELATION = "correlation_id"
 
 
@@ -148,6 +156,8 @@ async def create_notification(request: web.Request) -> web.Response:
     headers = {"Location": f"/api/v1/notifications/{n.id}"}
     if accepted.replayed:
         headers["Idempotent-Replayed"] = "true"
+    else:
+        count_accepted([n])
     return web.json_response(notification_json(n), status=200 if accepted.replayed else 201, headers=headers)
 
 
@@ -168,6 +178,8 @@ async def create_batch(request: web.Request) -> web.Response:
     headers = {"Location": f"/api/v1/batches/{accepted.batch.id}"}
     if accepted.replayed:
         headers["Idempotent-Replayed"] = "true"
+    else:
+        count_accepted(accepted.notifications)
     return web.json_response(
         {
             "batch": batch_json(accepted.batch),
@@ -331,12 +343,33 @@ async def resume_delivery(request: web.Request) -> web.Response:
     )
 
 
+async def get_metrics(request: web.Request) -> web.Response:
+    params = _query_params(request, MetricsParams)
+    metrics = await request.app[STATS].metrics(tenant_of(request), params.window_s)
+    return web.json_response(metrics_json(metrics))
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    if LIVE not in request.app:
+        return error_response(503, "unavailable", "Live status is not available in this process.", [])
+    return await request.app[LIVE].handle(request)
+
+
+async def _close_websockets(app: web.Application) -> None:
+    if LIVE in app:
+        await app[LIVE].shutdown()
+
+
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
 async def ready(request: web.Request) -> web.Response:
-    checks = _services(request).readiness
+    return await readiness_response(_services(request).readiness)
+
+
+async def readiness_response(checks: Mapping[str, ReadinessCheck]) -> web.Response:
+    """200 when every check passes within 2 s, else 503 in the error shape naming the failing ones."""
     results: dict[str, str] = {}
 
     async def run(name: str, check: ReadinessCheck) -> None:
@@ -357,18 +390,42 @@ async def ready(request: web.Request) -> web.Response:
     )
 
 
+def create_worker_app(readiness: Mapping[str, ReadinessCheck]) -> web.Application:
+    """The worker's own small HTTP port: liveness, readiness and Prometheus metrics."""
+
+    async def worker_ready(request: web.Request) -> web.Response:
+        return await readiness_response(readiness)
+
+    app = web.Application(middlewares=[error_middleware])
+    app.router.add_get("/health", health)
+    app.router.add_get("/health/ready", worker_ready)
+    app.router.add_get("/metrics", metrics_handler)
+    return app
+
+
 def create_app(
     max_body_bytes: int,
     resources: Callable[[web.Application], AsyncIterator[None]],
 ) -> web.Application:
-    """``resources`` is a cleanup context that opens what the handlers need and sets ``app[SERVICES]``."""
+    """``resources`` is a cleanup context that opens what the handlers need and sets ``app[SERVICES]``,
+    ``app[TEMPLATES]`` and ``app[STATS]``."""
     app = web.Application(
-        middlewares=[correlation_middleware, error_middleware, auth_middleware, input_guard_middleware],
+        middlewares=[
+            correlation_middleware,
+            server_span_middleware,
+            http_metrics_middleware,
+            error_middleware,
+            auth_middleware,
+            input_guard_middleware,
+        ],
         client_max_size=max_body_bytes,
     )
     app.cleanup_ctx.append(resources)
     app.router.add_get("/health", health)
     app.router.add_get("/health/ready", ready)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/ws", websocket)
+    app.on_shutdown.append(_close_websockets)
     app.router.add_post("/api/v1/notifications", create_notification)
     app.router.add_post("/api/v1/notifications/batch", create_batch)
     app.router.add_get("/api/v1/batches/{id}", get_batch)
@@ -385,5 +442,6 @@ def create_app(
     app.router.add_get("/api/v1/delivery", get_delivery)
     app.router.add_post("/api/v1/delivery/pause", pause_delivery)
     app.router.add_post("/api/v1/delivery/resume", resume_delivery)
+    app.router.add_get("/api/v1/metrics", get_metrics)
     add_docs_routes(app)
     return app

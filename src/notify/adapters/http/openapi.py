@@ -34,6 +34,7 @@ from notify.adapters.http.schemas import (
     DeadLetterParams,
     DeadLetterReplayIn,
     ListParams,
+    MetricsParams,
     NotificationIn,
     encode_cursor,
 )
@@ -93,6 +94,11 @@ class NotificationOut(_Out):
     created_at: datetime
     updated_at: datetime
     sms: SmsInfoOut | None
+    trace_id: str | None = Field(
+        pattern="^[0-9a-f]{32}$",
+        description="The OpenTelemetry trace that follows this notification (open it in Jaeger: "
+        "/trace/<trace_id>); null when it was not traced.",
+    )
 
 
 class PageOut(_Out):
@@ -179,6 +185,48 @@ class DeliveryStateOut(_Out):
 
     paused: bool
     channels: ChannelsPauseOut
+
+
+class ChannelMetricsOut(_Out):
+    """One channel: its outcomes in the window (counted when they happen, per minute) and its queue now."""
+
+    sent: int = Field(ge=0, description="Notifications delivered in the window.")
+    failed: int = Field(
+        ge=0,
+        description="Notifications that failed for good in the window (one replayed and failing again counts "
+        "again).",
+    )
+    avg_latency_ms: float | None = Field(
+        ge=0,
+        description="Mean time from when a delivered notification was due (created, or its scheduled_at) to "
+        "when the provider accepted it. Null when nothing was delivered.",
+    )
+    p95_latency_ms: float | None = Field(
+        ge=0,
+        description="95th percentile of the same, from a latency histogram (interpolated inside its bucket, "
+        "so approximate; 3600000 means one hour or more). Null when nothing was delivered.",
+    )
+    success_rate: float | None = Field(
+        ge=0, le=1, description="sent / (sent + failed). Null when there was neither."
+    )
+    queue_depth: int = Field(ge=0, description="Notifications pending, processing or retrying now.")
+
+
+class ChannelsMetricsOut(_Out):
+    sms: ChannelMetricsOut
+    email: ChannelMetricsOut
+    push: ChannelMetricsOut
+
+
+class MetricsOut(_Out):
+    """Delivery metrics of the API key's tenant, per channel (every channel is present)."""
+
+    window_s: int = Field(ge=60, le=7 * 86400, description="The window asked for, in seconds.")
+    since: datetime = Field(
+        description="Where the window starts: now - window_s rounded down to the whole minute. Outcomes are "
+        "counted from this minute up to now."
+    )
+    channels: ChannelsMetricsOut
 
 
 class HealthOut(_Out):
@@ -286,6 +334,7 @@ _NOTIFICATION: dict[str, Any] = {
     "created_at": _CREATED,
     "updated_at": _CREATED,
     "sms": {"encoding": "GSM-7", "segments": 1},
+    "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
 }
 _DELIVERED = {
     **_NOTIFICATION,
@@ -339,6 +388,36 @@ _TEMPLATE: dict[str, Any] = {
 }
 _BATCH_CREATED: dict[str, Any] = {"batch": _BATCH_SUMMARY, "notifications": _IN_BATCH}
 _PAGE = {"data": [_DELIVERED], "next_cursor": encode_cursor(UUID(_NOTIFICATION_ID))}
+_METRICS: dict[str, Any] = {
+    "window_s": 3600,
+    "since": "2025-01-15T09:30:00Z",
+    "channels": {
+        "sms": {
+            "sent": 1180,
+            "failed": 12,
+            "avg_latency_ms": 184.213,
+            "p95_latency_ms": 512.5,
+            "success_rate": 0.9899328859060402,
+            "queue_depth": 3,
+        },
+        "email": {
+            "sent": 40,
+            "failed": 0,
+            "avg_latency_ms": 95.06,
+            "p95_latency_ms": 140.0,
+            "success_rate": 1.0,
+            "queue_depth": 0,
+        },
+        "push": {
+            "sent": 0,
+            "failed": 0,
+            "avg_latency_ms": None,
+            "p95_latency_ms": None,
+            "success_rate": None,
+            "queue_depth": 0,
+        },
+    },
+}
 _DELIVERY_STATE = {
     "paused": False,
     "channels": {"sms": {"paused": True}, "email": {"paused": False}, "push": {"paused": False}},
@@ -455,6 +534,7 @@ class Success:
     description: str
     example: Any
     headers: tuple[str, ...] = ()
+    content: Mapping[str, Any] | None = None  # a non-JSON body: the OpenAPI content object as is
 
 
 @dataclass(frozen=True, slots=True)
@@ -701,6 +781,20 @@ def _operations_operations() -> dict[tuple[Method, str], Operation]:
             description="Workers stop claiming work for the channel (all channels without a body).",
             body=Body(ChannelScopeIn, scope, required=False, description="One channel; none: all channels."),
         ),
+        ("GET", "/api/v1/metrics"): Operation(
+            "getMetrics",
+            "Delivery metrics per channel",
+            "operations",
+            (Success(200, MetricsOut, "The API key's tenant's metrics, every channel present.", _METRICS),),
+            _API | {"BadRequest"},
+            description=(
+                "Per channel: notifications delivered and failed in the window, the mean and 95th percentile "
+                "latency of the delivered ones, the success rate, and the queue depth now. Outcomes are "
+                "counted per minute as they happen (no scan of the notifications), so the window is rounded "
+                "to whole minutes: it starts at `since`, the minute at or before now - `window_s`."
+            ),
+            query=MetricsParams,
+        ),
         ("POST", "/api/v1/delivery/resume"): Operation(
             "resumeDelivery",
             "Resume delivery of one channel, or of all",
@@ -715,6 +809,63 @@ def _operations_operations() -> dict[tuple[Method, str], Operation]:
             ),
             _WITH_BODY,
             body=Body(ChannelScopeIn, scope, required=False, description="One channel; none: all channels."),
+        ),
+    }
+
+
+_PROMETHEUS_EXAMPLE = """# HELP notify_notifications_accepted_total Notifications accepted (stored)
+# TYPE notify_notifications_accepted_total counter
+notify_notifications_accepted_total{channel="sms",priority="high"} 42.0
+"""
+
+
+def _observability_operations() -> dict[tuple[Method, str], Operation]:
+    return {
+        ("GET", "/metrics"): Operation(
+            "prometheusMetrics",
+            "Prometheus metrics of this process",
+            "health",
+            (
+                Success(
+                    200,
+                    None,
+                    "Prometheus text exposition format. The worker serves the same on its own port.",
+                    None,
+                    content={"text/plain": {"schema": {"type": "string"}, "example": _PROMETHEUS_EXAMPLE}},
+                ),
+            ),
+            frozenset(),
+            open=True,
+            description=(
+                "HTTP requests and latency by route and status, notifications accepted by channel and "
+                "priority, outbox backlog, WebSocket clients; on the worker also deliveries by channel, "
+                "provider and outcome, accepted-to-delivered latency, attempts, retries, breaker states, "
+                "rate-limiter waits and consumer lag."
+            ),
+        ),
+        ("GET", "/ws"): Operation(
+            "liveStatus",
+            "Live status events (WebSocket)",
+            "notifications",
+            (
+                Success(
+                    101,
+                    None,
+                    'Switching to the WebSocket protocol. Send `{"action": "subscribe", '
+                    '"notification_ids": [...], "batch_ids": [...], "channels": [...]}` to narrow '
+                    "what you receive (each subscribe replaces the last; without one, every event of your "
+                    'tenant). Each event is one text frame: `{"notification_id", "batch_id", '
+                    '"channel", "status", "previous_status", "attempt", "error", '
+                    '"provider", "timestamp"}`. A client that falls more than the buffer behind is '
+                    "closed with code 1013.",
+                    None,
+                ),
+            ),
+            frozenset({"Unauthorized", "BadRequest", "Unavailable"}),
+            description=(
+                "Authenticate with `Authorization: Bearer <key>`, or `?api_key=<key>` where a client "
+                "cannot set headers (browsers). A request that is not a WebSocket upgrade is a 400."
+            ),
         ),
     }
 
@@ -751,6 +902,7 @@ def operations() -> dict[tuple[Method, str], Operation]:
     """Every documented (method, path). Paths are in aiohttp's canonical form, which OpenAPI shares."""
     return {
         **_health_operations(),
+        **_observability_operations(),
         **_notification_operations(),
         **_batch_operations(),
         **_operations_operations(),
@@ -1003,6 +1155,8 @@ def _operation_object(
             responses[str(success.status)]["content"] = _json_content(
                 refs[(success.model, "serialization")], {"example": success.example}
             )
+        elif success.content is not None:
+            responses[str(success.status)]["content"] = dict(success.content)
     for name in op.errors:
         status = str(ERROR_RESPONSES[name].status)
         if status in responses:
@@ -1074,7 +1228,7 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
                 "name": "templates",
                 "description": "Reusable contents, rendered when a notification names one.",
             },
-            {"name": "operations", "description": "Dead letters and pausing delivery."},
+            {"name": "operations", "description": "Dead letters, pausing delivery, and delivery metrics."},
             {"name": "health", "description": "Liveness and readiness; no API key needed."},
         ],
         "security": [{"bearerAuth": []}],
@@ -1198,11 +1352,14 @@ __all__ = [
     "BatchCreatedOut",
     "BatchOut",
     "BatchSummaryOut",
+    "ChannelMetricsOut",
+    "ChannelsMetricsOut",
     "DeadLetterReplayOut",
     "DeliveryStateOut",
     "ErrorOut",
     "FieldErrorOut",
     "HealthOut",
+    "MetricsOut",
     "NotificationOut",
     "Operation",
     "PageOut",

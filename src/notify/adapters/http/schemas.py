@@ -10,7 +10,9 @@ from uuid import UUID
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
+from notify.adapters.telemetry.tracing import trace_id_of
 from notify.app.notifications import NewNotification
+from notify.app.stats import Metrics
 from notify.domain.errors import FieldError, ValidationFailed
 from notify.domain.model import Batch, Channel, Notification, Priority, Status
 from notify.domain.validation import sms_segments
@@ -167,6 +169,7 @@ def notification_json(n: Notification) -> dict[str, Any]:
         "created_at": rfc3339(n.created_at),
         "updated_at": rfc3339(n.updated_at),
         "sms": sms,
+        "trace_id": trace_id_of(n.trace_context),
     }
 
 
@@ -225,4 +228,42 @@ def attempt_json(a: AttemptRecord) -> dict[str, Any]:
         "http_status": a.http_status,
         "error": a.error,
         "latency_ms": round(a.latency_ms, 3),
+    }
+
+
+class MetricsParams(BaseModel):
+    """Query parameters of GET /metrics."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_s: int = Field(
+        default=3600,
+        ge=60,
+        le=7 * 86400,
+        description=(
+            "How far back to count outcomes, in seconds (60 to 604800). Outcomes are counted per minute, so "
+            "the window starts at the whole minute at or before now - window_s (returned as `since`)."
+        ),
+    )
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def metrics_json(m: Metrics) -> dict[str, Any]:
+    return {
+        "window_s": m.window_s,
+        "since": rfc3339(m.since),
+        "channels": {
+            channel.value: {
+                "sent": c.sent,
+                "failed": c.failed,
+                "avg_latency_ms": _ms(c.avg_latency_ms),
+                "p95_latency_ms": _ms(c.p95_latency_ms),
+                "success_rate": c.success_rate,
+                "queue_depth": c.queue_depth,
+            }
+            for channel, c in m.channels.items()
+        },
     }

@@ -129,6 +129,8 @@ class PriorityConsumerLoop:
                             priority,
                             _notification_id(record.key),
                             _header(record.headers, "channel"),
+                            trace_context=_header(record.headers, "traceparent"),
+                            correlation_id=_header(record.headers, "correlation_id"),
                         )
                 self._apply_backpressure()
                 if time.monotonic() - last_commit >= self._commit_interval_s:

@@ -1,13 +1,19 @@
-"""Publishes dispatch records to ``<prefix>.<priority>``; key = notification id."""
+"""Publishes outbox records: dispatches to ``<prefix>.<priority>``, dead letters to ``<prefix>.dlq``, status
+events to ``<prefix>.status``; key = notification id, so one notification's records stay in order on one
+partition. The W3C trace context travels in the ``traceparent`` header."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from opentelemetry.trace import SpanKind
 
+from notify.adapters.telemetry.metrics import OUTBOX_PUBLISHED
+from notify.adapters.telemetry.tracing import current_traceparent, span_in
 from notify.ports.store import OutboxKind, OutboxRecord
 
 
@@ -24,7 +30,13 @@ def dispatch_value(record: OutboxRecord) -> bytes:
     ).encode()
 
 
-def dispatch_headers(record: OutboxRecord) -> list[tuple[str, bytes]]:
+def status_value(record: OutboxRecord) -> bytes:
+    # ``seq`` (the outbox id) grows with every event: a relay reading the topic can drop a re-published one.
+    event: dict[str, Any] = {**(record.payload or {}), "seq": record.id}
+    return json.dumps(event, separators=(",", ":"), default=str).encode()
+
+
+def dispatch_headers(record: OutboxRecord, traceparent: str | None) -> list[tuple[str, bytes]]:
     headers = [
         ("notification_id", str(record.notification_id).encode()),
         ("channel", record.channel.value.encode()),
@@ -32,35 +44,67 @@ def dispatch_headers(record: OutboxRecord) -> list[tuple[str, bytes]]:
     ]
     if record.correlation_id:
         headers.append(("correlation_id", record.correlation_id.encode()))
+    if traceparent:
+        headers.append(("traceparent", traceparent.encode()))
     return headers
 
 
 class KafkaDispatchPublisher:
     def __init__(
-        self, producer: AIOKafkaProducer, topic_for_priority: Callable[[str], str], dead_letter_topic: str
+        self,
+        producer: AIOKafkaProducer,
+        topic_for_priority: Callable[[str], str],
+        dead_letter_topic: str,
+        status_topic: str,
     ) -> None:
         self._producer = producer
         self._topic_for = topic_for_priority
         self._dead_letter_topic = dead_letter_topic
+        self._status_topic = status_topic
 
     def topic(self, record: OutboxRecord) -> str:
         if record.kind is OutboxKind.DEAD_LETTER:
             return self._dead_letter_topic
+        if record.kind is OutboxKind.STATUS:
+            return self._status_topic
         return self._topic_for(record.priority.value)
+
+    async def _send(self, record: OutboxRecord) -> asyncio.Future[Any]:
+        topic = self.topic(record)
+        key = str(record.notification_id).encode()
+        if record.kind is OutboxKind.STATUS:
+            # Events only carry the notification's trace along; they are not steps of it.
+            value, headers = status_value(record), dispatch_headers(record, record.trace_context)
+            sent: asyncio.Future[Any] = await self._producer.send(
+                topic, value=value, key=key, headers=headers
+            )
+            return sent
+        # A producer span per publish, child of the notification's stored context; the worker's delivery
+        # span becomes its child through the header.
+        with span_in(
+            f"{topic} publish",
+            record.trace_context,
+            SpanKind.PRODUCER,
+            {
+                "messaging.system": "kafka",
+                "messaging.destination.name": topic,
+                "messaging.operation.type": "publish",
+                "notification.id": str(record.notification_id),
+                "notify.outbox_id": record.id,
+            },
+        ):
+            headers = dispatch_headers(record, current_traceparent() or record.trace_context)
+            future: asyncio.Future[Any] = await self._producer.send(
+                topic, value=dispatch_value(record), key=key, headers=headers
+            )
+            return future
 
     async def publish(self, records: Sequence[OutboxRecord]) -> None:
         # send() only appends to the producer's batch; awaiting every delivery future afterwards lets the
         # whole relay batch travel in a few produce requests instead of one round trip per record.
-        futures = [
-            await self._producer.send(
-                self.topic(r),
-                value=dispatch_value(r),
-                key=str(r.notification_id).encode(),
-                headers=dispatch_headers(r),
-            )
-            for r in records
-        ]
+        futures = [await self._send(r) for r in records]
         await asyncio.gather(*futures)
+        OUTBOX_PUBLISHED.inc(len(records))
 
 
 def make_producer(bootstrap_servers: str, *, linger_ms: int) -> AIOKafkaProducer:

@@ -14,6 +14,7 @@ from uuid import UUID
 
 import asyncpg
 
+from notify.adapters.telemetry.tracing import span_in
 from notify.domain.errors import DuplicateIdempotencyKey, IllegalTransition, NotFound
 from notify.domain.ids import highest_id_at, lowest_id_at
 from notify.domain.model import Batch, Channel, Notification, Priority, Status, sources_of
@@ -34,7 +35,7 @@ _COLUMNS = (
     "id, tenant_id, batch_id, channel, recipient, subject, content, priority, status, scheduled_at, "
     "expires_at, idempotency_key, template_id, template_variables, metadata, attempts, max_retries, "
     "provider, provider_message_id, error_message, sent_at, failed_at, correlation_id, created_at, "
-    "updated_at, next_attempt_at, attempt_base, request_hash"
+    "updated_at, next_attempt_at, attempt_base, request_hash, trace_context"
 )
 
 
@@ -72,6 +73,7 @@ def _row_to_notification(row: asyncpg.Record) -> Notification:
         next_attempt_at=row["next_attempt_at"],
         attempt_base=row["attempt_base"],
         request_hash=row["request_hash"],
+        trace_context=row["trace_context"],
     )
 
 
@@ -86,8 +88,7 @@ def _affected(status: str) -> int:
 
 _INSERT = f"""
 INSERT INTO notifications ({_COLUMNS}, enqueued_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
-        $23, $24, $25, $26, $27, $28, $29)
+VALUES ({", ".join(f"${i}" for i in range(1, len(_COLUMNS.split(",")) + 2))})
 """
 
 _INSERT_OUTBOX = """
@@ -146,6 +147,7 @@ class PgNotificationStore:
                 n.next_attempt_at,
                 n.attempt_base,
                 n.request_hash,
+                n.trace_context,
                 n.created_at if n.status is Status.PENDING else None,
             )
             for n in notifications
@@ -309,6 +311,10 @@ class PgNotificationStore:
         raise IllegalTransition(current, Status.CANCELLED.value)
 
     async def claim(self, notification_id: UUID, claim: Claim, now: datetime) -> Notification | None:
+        with span_in("notification claim", None, attributes={"notification.id": str(notification_id)}):
+            return await self._claim(notification_id, claim, now)
+
+    async def _claim(self, notification_id: UUID, claim: Claim, now: datetime) -> Notification | None:
         # One statement: a notification past its expires_at becomes 'expired' instead of 'processing'. A
         # 'retrying' one is claimable only once its retry is due (an early duplicate record is skipped).
         row = await self._pool.fetchrow(
@@ -330,6 +336,16 @@ class PgNotificationStore:
         return _row_to_notification(row) if row else None
 
     async def record_result(
+        self, notification_id: UUID, claim: Claim, now: datetime, result: DeliveryResult
+    ) -> bool:
+        with span_in(
+            "notification status update",
+            None,
+            attributes={"notification.id": str(notification_id), "notify.status": result.status.value},
+        ):
+            return await self._record_result(notification_id, claim, now, result)
+
+    async def _record_result(
         self, notification_id: UUID, claim: Claim, now: datetime, result: DeliveryResult
     ) -> bool:
         counted = 1 if result.calls else 0
@@ -597,18 +613,36 @@ class PgNotificationStore:
         )
 
 
+# Any constant both sides agree on: pg advisory locks are one 64-bit key space per database.
+_STATUS_RELAY_LOCK = 0x6E6F74696679_01  # "notify" + 1
+
+_RELAY_SELECT = """
+SELECT o.id, o.notification_id, o.priority, o.channel, o.correlation_id, o.created_at, o.kind, o.payload,
+       n.trace_context
+  FROM outbox o JOIN notifications n ON n.id = o.notification_id
+ WHERE o.published_at IS NULL AND {kinds}
+ ORDER BY o.id LIMIT $1 {lock}
+"""
+
+
 class PgOutbox:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
     async def relay_batch(self, limit: int, publish: Publish, now: datetime) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                """SELECT id, notification_id, priority, channel, correlation_id, created_at, kind
-                     FROM outbox WHERE published_at IS NULL
-                    ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED""",
-                limit,
+            rows = list(
+                await conn.fetch(
+                    _RELAY_SELECT.format(kinds="o.kind <> 'status'", lock="FOR UPDATE OF o SKIP LOCKED"),
+                    limit,
+                )
             )
+            # Status events go out in id order through one relay at a time (the holder of this lock), so a
+            # notification's events reach the topic in the order its transitions committed.
+            if await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _STATUS_RELAY_LOCK):
+                rows += await conn.fetch(
+                    _RELAY_SELECT.format(kinds="o.kind = 'status'", lock="FOR UPDATE OF o"), limit
+                )
             if not rows:
                 return 0
             records = [
@@ -620,6 +654,8 @@ class PgOutbox:
                     correlation_id=r["correlation_id"],
                     created_at=r["created_at"],
                     kind=OutboxKind(r["kind"]),
+                    payload=r["payload"],
+                    trace_context=r["trace_context"],
                 )
                 for r in rows
             ]

@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import aiohttp
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from notify.adapters.telemetry.tracing import inject_headers, span_in
 from notify.domain.errors import PermanentProviderError, TransientProviderError
 from notify.ports.provider import ProviderMessage, ProviderReceipt
 
@@ -49,6 +51,29 @@ class HttpProvider:
         self._secret = hmac_secret.encode() if hmac_secret else None
 
     async def send(self, message: ProviderMessage) -> ProviderReceipt:
+        # The CLIENT span of the provider call; the gateway gets its context in ``traceparent``.
+        with span_in(
+            f"POST {self.name}",
+            None,
+            SpanKind.CLIENT,
+            {
+                "http.request.method": "POST",
+                "url.full": self._url,
+                "notify.provider": self.name,
+                "notify.attempt": message.attempt,
+                "notification.id": str(message.notification_id),
+            },
+        ) as span:
+            try:
+                receipt = await self._send(message)
+            except (TransientProviderError, PermanentProviderError) as exc:
+                if exc.status is not None:
+                    span.set_attribute("http.response.status_code", exc.status)
+                span.set_status(Status(StatusCode.ERROR, exc.message))
+                raise
+            return receipt
+
+    async def _send(self, message: ProviderMessage) -> ProviderReceipt:
         body = {
             "id": str(message.notification_id),
             "to": message.to,
@@ -62,6 +87,7 @@ class HttpProvider:
         headers = {"Idempotency-Key": str(message.notification_id), "X-Notify-Attempt": str(message.attempt)}
         if message.correlation_id:
             headers["X-Correlation-ID"] = message.correlation_id
+        inject_headers(headers)
         payload = json.dumps(body, separators=(",", ":")).encode()
         headers["Content-Type"] = "application/json"
         if self._secret is not None:

@@ -1,0 +1,1 @@
+"""Traces (OpenTelemetry, exported over OTLP/HTTP) and Prometheus metrics."""

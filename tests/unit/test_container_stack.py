@@ -1,0 +1,608 @@
+"""The container stack (Dockerfile, docker-compose.yaml, .dockerignore), checked by reading the files.
+
+No Docker engine is needed: the files are parsed and checked against each other and against
+``notify.settings.Settings``. Every check is a function returning a list of problems, so the negative tests
+can show that each one fails on a deliberately broken copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import json
+import os
+import re
+import shlex
+import tomllib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import pytest
+import yaml
+
+from notify.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yaml"
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+PYPROJECT = ROOT / "pyproject.toml"
+
+EXPECTED_SERVICES = {"postgres", "kafka", "jaeger", "migrate", "sandbox", "api", "worker"}
+SETTINGS_VARIABLES = {f"NOTIFY_{name.upper()}" for name in Settings.model_fields}
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "0.0.0.0", "::1", "[::1]"}
+URL_HOST = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^\s/@\"']*@)?(\[[^\]]*\]|[^\s:/\"'?#,]*)")
+LOCAL_URL_PORT = re.compile(r"https?://(?:127\.0\.0\.1|localhost|\[::1\]):(\d+)")
+
+Compose = dict[str, Any]
+
+
+# --- Dockerfile parsing ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Instruction:
+    keyword: str
+    args: str
+
+
+def parse_dockerfile(text: str) -> list[list[Instruction]]:
+    """The build stages, each the instructions from its ``FROM`` on (line continuations joined, comments
+    dropped). Instructions before the first ``FROM`` (global ``ARG``) are not part of any stage."""
+    logical: list[str] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        logical.append(pending + line)
+        pending = ""
+    if pending:
+        logical.append(pending)
+    stages: list[list[Instruction]] = []
+    for line in logical:
+        keyword, _, args = line.partition(" ")
+        instruction = Instruction(keyword.upper(), args.strip())
+        if instruction.keyword == "FROM":
+            stages.append([instruction])
+        elif stages:
+            stages[-1].append(instruction)
+    return stages
+
+
+def exec_form(args: str) -> list[str] | None:
+    """``["a", "b"]`` (exec form) as a list, or None for the shell form."""
+    if not args.startswith("["):
+        return None
+    value = json.loads(args)
+    assert isinstance(value, list)
+    return [str(v) for v in value]
+
+
+def stage_env(stage: list[Instruction]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for instruction in stage:
+        if instruction.keyword != "ENV":
+            continue
+        tokens = shlex.split(instruction.args)
+        if tokens and "=" not in tokens[0]:  # legacy ``ENV KEY value``
+            env[tokens[0]] = " ".join(tokens[1:])
+            continue
+        for token in tokens:
+            key, _, value = token.partition("=")
+            env[key] = value
+    return env
+
+
+def check_final_user(stages: list[list[Instruction]]) -> list[str]:
+    users = [i.args for i in stages[-1] if i.keyword == "USER"] if stages else []
+    if not users:
+        return ["the final stage has no USER: the container would run as root"]
+    user = users[-1].split(":")[0].strip()
+    if user in {"root", "0", ""}:
+        return [f"the final stage runs as {users[-1]!r}"]
+    return []
+
+
+def check_no_extras(stages: list[list[Instruction]]) -> list[str]:
+    """No RUN installs the ``dev`` (local broker binary) or ``test`` extras."""
+    problems = []
+    for stage in stages:
+        for instruction in stage:
+            if instruction.keyword != "RUN":
+                continue
+            for extras in re.findall(r"\S\[([A-Za-z0-9_,\s-]+)\]", instruction.args):
+                names = {e.strip().lower() for e in extras.split(",")}
+                if names & {"dev", "test"}:
+                    problems.append(f"installs extras [{extras}]: {instruction.args}")
+            if re.search(r"--all-extras|--extra[ =](dev|test)\b", instruction.args):
+                problems.append(f"installs extras: {instruction.args}")
+    return problems
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = DOCKERIGNORE.read_text().splitlines()
+    return [ln.strip().strip("/") for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+
+
+def ignored(path: str, patterns: Iterable[str]) -> bool:
+    parts = Path(path).parts
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    result = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        pat = pattern.lstrip("!").removeprefix("**/")
+        if any(fnmatch.fnmatchcase(p, pat) or fnmatch.fnmatchcase(Path(p).name, pat) for p in prefixes):
+            result = not negate
+    return result
+
+
+# --- compose helpers ---------------------------------------------------------------------------------------
+
+
+def services(compose: Compose) -> dict[str, dict[str, Any]]:
+    result = compose.get("services") or {}
+    assert isinstance(result, dict)
+    return result
+
+
+def environment(service: Mapping[str, Any]) -> dict[str, str | None]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        pairs = [item.partition("=") for item in env]
+        return {k: (v if sep else None) for k, sep, v in pairs}
+    return {
+        str(k): (None if v is None else str(v).lower() if isinstance(v, bool) else str(v))
+        for k, v in env.items()
+    }
+
+
+def depends_on(service: Mapping[str, Any]) -> dict[str, Any]:
+    deps = service.get("depends_on") or {}
+    if isinstance(deps, list):  # short form: no condition
+        return {name: {} for name in deps}
+    assert isinstance(deps, dict)
+    return deps
+
+
+def one_shot_services(compose: Compose) -> set[str]:
+    """Services others wait for to exit 0: exempt from the healthcheck rule."""
+    return {
+        name
+        for service in services(compose).values()
+        for name, dep in depends_on(service).items()
+        if isinstance(dep, dict) and dep.get("condition") == "service_completed_successfully"
+    }
+
+
+def built_services(compose: Compose) -> dict[str, dict[str, Any]]:
+    """The services running the image built from this repository."""
+    built = {s.get("image") for s in services(compose).values() if "build" in s}
+    return {n: s for n, s in services(compose).items() if "build" in s or s.get("image") in built}
+
+
+def healthcheck_test(service: Mapping[str, Any]) -> list[str] | None:
+    check = service.get("healthcheck")
+    if not isinstance(check, dict) or check.get("disable"):
+        return None
+    test = check.get("test")
+    if isinstance(test, str):
+        test = ["CMD-SHELL", test]
+    if not test or test[0] == "NONE" or len(test) < 2:
+        return None
+    return [str(t) for t in test]
+
+
+def healthcheck_port(service: Mapping[str, Any]) -> int | None:
+    test = healthcheck_test(service) or []
+    match = LOCAL_URL_PORT.search(" ".join(test))
+    return int(match.group(1)) if match else None
+
+
+def published_container_ports(service: Mapping[str, Any]) -> set[int]:
+    ports: set[int] = set()
+    for item in service.get("ports") or []:
+        target = item["target"] if isinstance(item, dict) else str(item).split(":")[-1].split("/")[0]
+        ports.add(int(target))
+    return ports
+
+
+def command_option(service: Mapping[str, Any], option: str) -> str | None:
+    command = service.get("command") or []
+    args = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
+    return args[args.index(option) + 1] if option in args[:-1] else None
+
+
+# --- compose checks ----------------------------------------------------------------------------------------
+
+
+def check_image_or_build(compose: Compose) -> list[str]:
+    return [
+        f"{n}: neither image nor build"
+        for n, s in services(compose).items()
+        if not ({"image", "build"} & s.keys())
+    ]
+
+
+def check_commands_and_healthchecks(compose: Compose) -> list[str]:
+    problems = []
+    one_shot = one_shot_services(compose)
+    built = built_services(compose)
+    for name, service in services(compose).items():
+        if name in built and not service.get("command"):
+            problems.append(f"{name}: runs the notify image without a command")
+        if name in one_shot:
+            if service.get("restart") in ("always", "unless-stopped"):
+                problems.append(f"{name}: one-shot service must not restart after exiting")
+            continue
+        test = healthcheck_test(service)
+        if test is None:
+            problems.append(f"{name}: long-running service without a healthcheck test")
+        elif test[:3] == ["CMD", "python", "-c"]:
+            try:
+                compile(test[3], f"{name} healthcheck", "exec")
+            except SyntaxError as exc:
+                problems.append(f"{name}: healthcheck code does not compile: {exc}")
+    return problems
+
+
+def check_depends_on(compose: Compose) -> list[str]:
+    problems = []
+    all_services = services(compose)
+    for name, service in all_services.items():
+        for dep, spec in depends_on(service).items():
+            condition = spec.get("condition") if isinstance(spec, dict) else None
+            if dep not in all_services:
+                problems.append(f"{name}: depends on unknown service {dep!r}")
+                continue
+            if condition not in ("service_started", "service_healthy", "service_completed_successfully"):
+                problems.append(f"{name}: depends on {dep} without a condition")
+            if condition == "service_healthy" and healthcheck_test(all_services[dep]) is None:
+                problems.append(f"{name}: waits for {dep} to be healthy, but {dep} has no healthcheck")
+    return problems
+
+
+def check_notify_variables(envs: Mapping[str, Mapping[str, object]]) -> list[str]:
+    """Every ``NOTIFY_*`` variable names a Settings field (Settings ignores unknown ones silently)."""
+    return [
+        f"{where}: {key} is not a field of notify.settings.Settings"
+        for where, env in envs.items()
+        for key in env
+        if key.startswith("NOTIFY_") and key not in SETTINGS_VARIABLES
+    ]
+
+
+def check_urls_name_services(compose: Compose) -> list[str]:
+    problems = []
+    known = set(services(compose)) | LOCAL_HOSTS
+    for name, service in services(compose).items():
+        for key, value in environment(service).items():
+            if value is None:
+                continue
+            hosts = [h for h in URL_HOST.findall(value) if h]
+            if key.endswith("BOOTSTRAP_SERVERS"):
+                hosts += [server.strip().rsplit(":", 1)[0] for server in value.split(",") if server.strip()]
+            problems += [
+                f"{name}: {key} points at {h!r}, which is not a service" for h in hosts if h not in known
+            ]
+    return problems
+
+
+def merged_env(compose: Compose, name: str, image_env: Mapping[str, str]) -> dict[str, str]:
+    """What the process sees: the image's ENV, then the service's environment."""
+    env = dict(image_env) if name in built_services(compose) else {}
+    env.update({k: v for k, v in environment(services(compose)[name]).items() if v is not None})
+    return env
+
+
+def settings_from_env(env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings exactly as the process builds them: from NOTIFY_* environment variables only."""
+    with monkeypatch.context() as patch:
+        for key in [k for k in os.environ if k.startswith("NOTIFY_")]:
+            patch.delenv(key)
+        for key, value in env.items():
+            if key.startswith("NOTIFY_"):
+                patch.setenv(key, value)
+        return Settings(_env_file=None)  # type: ignore[call-arg]  # pydantic-settings' init option
+
+
+def check_ports(compose: Compose, image_env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Healthchecks and published ports use the ports the processes actually listen on."""
+    problems = []
+    all_services = services(compose)
+    listening: dict[str, int] = {}
+    if "api" in all_services:
+        listening["api"] = settings_from_env(merged_env(compose, "api", image_env), monkeypatch).api_port
+    if "worker" in all_services:
+        worker = settings_from_env(merged_env(compose, "worker", image_env), monkeypatch)
+        listening["worker"] = worker.worker_http_port
+    if "sandbox" in all_services:
+        sandbox = settings_from_env(merged_env(compose, "sandbox", image_env), monkeypatch)
+        flag = command_option(all_services["sandbox"], "--port")
+        listening["sandbox"] = int(flag) if flag is not None else sandbox.sandbox_port
+    for name, port in listening.items():
+        service = all_services[name]
+        if healthcheck_port(service) != port:
+            problems.append(f"{name}: healthcheck probes port {healthcheck_port(service)}, listens on {port}")
+        if service.get("ports") and port not in published_container_ports(service):
+            problems.append(
+                f"{name}: publishes {sorted(published_container_ports(service))}, listens on {port}"
+            )
+    if "sandbox" in listening:
+        for name in built_services(compose):
+            url = environment(all_services[name]).get("NOTIFY_PROVIDER_URL")
+            if (
+                url
+                and url.startswith("http://sandbox:")
+                and not url.startswith(f"http://sandbox:{listening['sandbox']}/")
+            ):
+                problems.append(
+                    f"{name}: NOTIFY_PROVIDER_URL {url} misses the sandbox port {listening['sandbox']}"
+                )
+    return problems
+
+
+# --- fixtures ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> Compose:
+    data = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def stages() -> list[list[Instruction]]:
+    return parse_dockerfile(DOCKERFILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def image_env(stages: list[list[Instruction]]) -> dict[str, str]:
+    return stage_env(stages[-1])
+
+
+def all_envs(compose: Compose, image_env: Mapping[str, str]) -> dict[str, Mapping[str, object]]:
+    envs: dict[str, Mapping[str, object]] = {"Dockerfile": image_env}
+    envs.update({f"service {n}": environment(s) for n, s in services(compose).items()})
+    envs.update(
+        {f"extension {k}": v for k, v in compose.items() if k.startswith("x-") and isinstance(v, dict)}
+    )
+    return envs
+
+
+def instructions(stage: list[Instruction], keyword: str) -> Iterator[Instruction]:
+    return (i for i in stage if i.keyword == keyword)
+
+
+# --- docker-compose.yaml -----------------------------------------------------------------------------------
+
+
+class TestCompose:
+    def test_expected_services_exist(self, compose: Compose) -> None:
+        assert set(services(compose)) >= EXPECTED_SERVICES
+
+    def test_every_service_has_an_image_or_a_build(self, compose: Compose) -> None:
+        assert check_image_or_build(compose) == []
+
+    def test_notify_services_share_one_image_built_from_the_repo(self, compose: Compose) -> None:
+        built = built_services(compose)
+        assert {"migrate", "sandbox", "api", "worker"} <= set(built)
+        assert {s.get("image") for s in built.values()} == {"notify:local"}
+        assert {s.get("build") for s in built.values()} == {"."}
+        assert services(compose)["migrate"]["command"] == ["migrate"]
+        assert services(compose)["api"]["command"] == ["api"]
+        assert services(compose)["worker"]["command"] == ["worker"]
+        assert services(compose)["sandbox"]["command"][0] == "sandbox"
+
+    def test_long_running_services_have_commands_and_healthchecks(self, compose: Compose) -> None:
+        assert one_shot_services(compose) == {"migrate"}
+        assert check_commands_and_healthchecks(compose) == []
+
+    def test_depends_on_names_existing_services_with_conditions(self, compose: Compose) -> None:
+        assert check_depends_on(compose) == []
+        for name in ("api", "worker"):
+            deps = depends_on(services(compose)[name])
+            assert deps["migrate"]["condition"] == "service_completed_successfully"
+            assert deps["postgres"]["condition"] == deps["kafka"]["condition"] == "service_healthy"
+            assert "jaeger" in deps
+        assert depends_on(services(compose)["worker"])["sandbox"]["condition"] == "service_healthy"
+        assert depends_on(services(compose)["migrate"])["postgres"]["condition"] == "service_healthy"
+
+    def test_notify_variables_are_settings_fields(self, compose: Compose, image_env: dict[str, str]) -> None:
+        envs = all_envs(compose, image_env)
+        assert check_notify_variables(envs) == []
+        assert any(k.startswith("NOTIFY_") for env in envs.values() for k in env)  # the check saw something
+
+    def test_urls_name_existing_services(self, compose: Compose) -> None:
+        assert check_urls_name_services(compose) == []
+
+    def test_healthchecks_and_published_ports_match_the_listening_ports(
+        self, compose: Compose, image_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        assert check_ports(compose, image_env, monkeypatch) == []
+
+    @pytest.mark.parametrize("name", ["migrate", "sandbox", "api", "worker"])
+    def test_each_service_environment_builds_valid_settings(
+        self, compose: Compose, image_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, name: str
+    ) -> None:
+        settings = settings_from_env(merged_env(compose, name, image_env), monkeypatch)
+        if name != "sandbox":
+            assert settings.database_url.startswith("postgresql://")
+            assert settings.kafka_bootstrap_servers == "kafka:9092"
+            assert settings.otlp_endpoint == "http://jaeger:4318"
+            assert settings.providers_for("sms")[0].url == "http://sandbox:9100/send"
+        # Listeners must bind all interfaces, or the published ports reach nothing.
+        if name == "api":
+            assert settings.api_host == "0.0.0.0"
+        if name == "worker":
+            assert settings.worker_http_host == "0.0.0.0"
+
+    def test_kafka_is_single_node_kraft_advertising_its_service_name(self, compose: Compose) -> None:
+        env = environment(services(compose)["kafka"])
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://kafka:9092"
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{env['KAFKA_NODE_ID']}@kafka:9093"
+        assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+        # KRaft cluster ids are base64url-encoded UUIDs (16 bytes, 22 characters).
+        assert re.fullmatch(r"[A-Za-z0-9_-]{22}", env["CLUSTER_ID"] or "")
+
+
+# --- the checks fail on broken copies ----------------------------------------------------------------------
+
+
+class TestChecksCatchBrokenStacks:
+    def test_unknown_notify_variable(self, compose: Compose, image_env: dict[str, str]) -> None:
+        broken = copy.deepcopy(compose)
+        services(broken)["worker"]["environment"]["NOTIFY_WORKER_HTTP_PROT"] = "8081"
+        problems = check_notify_variables(all_envs(broken, image_env))
+        assert problems == [
+            "service worker: NOTIFY_WORKER_HTTP_PROT is not a field of notify.settings.Settings"
+        ]
+        assert check_notify_variables({"Dockerfile": {"NOTIFY_API_HOSTNAME": "0.0.0.0"}})
+
+    def test_missing_or_disabled_healthcheck(self, compose: Compose) -> None:
+        broken = copy.deepcopy(compose)
+        del services(broken)["worker"]["healthcheck"]
+        services(broken)["sandbox"]["healthcheck"]["test"] = ["NONE"]
+        services(broken)["api"]["healthcheck"]["test"] = ["CMD", "python", "-c", "import urllib.request;("]
+        problems = check_commands_and_healthchecks(broken)
+        assert len(problems) == 3
+        assert any(p.startswith("worker:") for p in problems)
+        assert any(p.startswith("sandbox:") for p in problems)
+        assert any(p.startswith("api: healthcheck code does not compile") for p in problems)
+
+    def test_missing_command_and_restarting_one_shot(self, compose: Compose) -> None:
+        broken = copy.deepcopy(compose)
+        del services(broken)["worker"]["command"]
+        services(broken)["migrate"]["restart"] = "always"
+        assert len(check_commands_and_healthchecks(broken)) == 2
+
+    def test_bad_depends_on(self, compose: Compose) -> None:
+        broken = copy.deepcopy(compose)
+        services(broken)["api"]["depends_on"]["postgress"] = {"condition": "service_healthy"}
+        services(broken)["worker"]["depends_on"]["kafka"] = {}
+        del services(broken)["jaeger"]["healthcheck"]
+        problems = check_depends_on(broken)
+        assert "api: depends on unknown service 'postgress'" in problems
+        assert "worker: depends on kafka without a condition" in problems
+        assert any("jaeger has no healthcheck" in p for p in problems)
+
+    def test_url_to_an_unknown_service(self, compose: Compose) -> None:
+        broken = copy.deepcopy(compose)
+        services(broken)["worker"]["environment"]["NOTIFY_PROVIDER_URL"] = "http://sandbx:9100/send"
+        services(broken)["api"]["environment"]["NOTIFY_KAFKA_BOOTSTRAP_SERVERS"] = "kafka:9092,broker2:9092"
+        services(broken)["api"]["environment"]["NOTIFY_PROVIDERS"] = json.dumps(
+            {"sms": [{"name": "a", "url": "https://gateway.internal/send"}]}
+        )
+        problems = check_urls_name_services(broken)
+        assert len(problems) == 3
+        assert any("'sandbx'" in p for p in problems) and any("'broker2'" in p for p in problems)
+        assert any("'gateway.internal'" in p for p in problems)
+
+    def test_port_mismatches(
+        self, compose: Compose, image_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        broken = copy.deepcopy(compose)
+        services(broken)["worker"]["environment"]["NOTIFY_WORKER_HTTP_PORT"] = "9000"
+        del services(broken)["api"]["environment"]["NOTIFY_API_PORT"]  # default 8080: still consistent
+        services(broken)["sandbox"]["command"] = ["sandbox", "--host", "0.0.0.0", "--port", "9200"]
+        problems = check_ports(broken, image_env, monkeypatch)
+        assert any(p.startswith("worker: healthcheck probes port 8081, listens on 9000") for p in problems)
+        assert any(p.startswith("worker: publishes [8081]") for p in problems)
+        assert any(p.startswith("sandbox: healthcheck") for p in problems)
+        assert any("NOTIFY_PROVIDER_URL" in p for p in problems)
+        assert not any(p.startswith(("api: healthcheck", "api: publishes")) for p in problems)
+
+    def test_invalid_setting_value(
+        self, compose: Compose, image_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        env = merged_env(compose, "worker", image_env)
+        with pytest.raises(pydantic.ValidationError):
+            settings_from_env({**env, "NOTIFY_TRACE_SAMPLE_RATIO": "2"}, monkeypatch)
+        with pytest.raises(pydantic.ValidationError):
+            settings_from_env({**env, "NOTIFY_PROVIDERS": '{"sms": [{"name": "a"}]}'}, monkeypatch)
+        parsed = settings_from_env(
+            {**env, "NOTIFY_PROVIDERS": '{"sms": [{"name": "a", "url": "http://sandbox:9100/send"}]}'},
+            monkeypatch,
+        )
+        assert parsed.providers_for("sms")[0].name == "a"
+
+    def test_dockerfile_checks(self) -> None:
+        no_user = parse_dockerfile(
+            'FROM python:3.12-slim AS b\nRUN true\nFROM python:3.12-slim\nCMD ["api"]\n'
+        )
+        assert check_final_user(no_user)
+        as_root = parse_dockerfile("FROM a AS b\nUSER app\nFROM c\nUSER 0:0\n")
+        assert check_final_user(as_root) == ["the final stage runs as '0:0'"]
+        assert check_final_user(parse_dockerfile("FROM a\nUSER app\n")) == []
+        extras = parse_dockerfile("FROM a\nRUN pip install \\\n    '.[dev,test]'\nRUN uv sync --all-extras\n")
+        assert len(check_no_extras(extras)) == 2
+        assert check_no_extras(parse_dockerfile("FROM a\nRUN [ -f x ] && pip install .\n")) == []
+
+
+# --- Dockerfile --------------------------------------------------------------------------------------------
+
+
+class TestDockerfile:
+    def test_multi_stage(self, stages: list[list[Instruction]]) -> None:
+        assert len(stages) >= 2
+        assert all(stage[0].keyword == "FROM" for stage in stages)
+
+    def test_final_stage_runs_as_a_non_root_user(self, stages: list[list[Instruction]]) -> None:
+        assert check_final_user(stages) == []
+
+    def test_entrypoint_is_the_notify_console_script(self, stages: list[list[Instruction]]) -> None:
+        final = stages[-1]
+        entrypoint = [exec_form(i.args) for i in instructions(final, "ENTRYPOINT")]
+        assert entrypoint and entrypoint[-1] == ["notify"]
+        assert [exec_form(i.args) for i in instructions(final, "CMD")][-1] == ["api"]
+        scripts = tomllib.loads(PYPROJECT.read_text())["project"]["scripts"]
+        assert scripts["notify"] == "notify.entrypoints.cli:run"
+
+    def test_does_not_install_dev_or_test_extras(self, stages: list[list[Instruction]]) -> None:
+        assert check_no_extras(stages) == []
+        assert any("pip install" in i.args for stage in stages for i in instructions(stage, "RUN"))
+
+    def test_final_stage_copies_only_the_virtualenv(
+        self, stages: list[list[Instruction]], image_env: dict[str, str]
+    ) -> None:
+        copies = [shlex.split(i.args) for i in stages[-1] if i.keyword in ("COPY", "ADD")]
+        assert copies, "the final stage copies nothing"
+        for args in copies:
+            assert any(a.startswith("--from=") for a in args), args
+            assert [a for a in args if not a.startswith("--")] == ["/opt/venv", "/opt/venv"]
+        assert image_env["PATH"].startswith("/opt/venv/bin:")
+        assert image_env["PYTHONUNBUFFERED"] == "1"
+
+    def test_exposes_the_service_ports(self, stages: list[list[Instruction]]) -> None:
+        exposed = {p.split("/")[0] for i in instructions(stages[-1], "EXPOSE") for p in i.args.split()}
+        assert {"8080", "8081", "9100"} <= exposed
+
+    def test_migrations_are_packaged_into_the_wheel(self, stages: list[list[Instruction]]) -> None:
+        pyproject = tomllib.loads(PYPROJECT.read_text())
+        assert pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]["migrations"] == (
+            "notify/_migrations"
+        )
+        assert any((ROOT / "migrations").glob("*.sql"))
+        builder_sources = {
+            src
+            for stage in stages[:-1]
+            for i in instructions(stage, "COPY")
+            if not i.args.startswith("--from")
+            for src in shlex.split(i.args)[:-1]
+        }
+        assert {"pyproject.toml", "README.md", "src", "migrations"} <= builder_sources
+
+    def test_dockerignore_keeps_build_inputs_and_drops_local_state(self) -> None:
+        patterns = dockerignore_patterns()
+        for path in ("pyproject.toml", "README.md", "src/notify/settings.py", "migrations/0001.initial.sql"):
+            assert not ignored(path, patterns), path
+        for path in (".venv/bin/python", ".git/HEAD", "src/notify/__pycache__/x.pyc", ".pytest_cache/v"):
+            assert ignored(path, patterns), path
