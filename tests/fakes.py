@@ -15,6 +15,7 @@ from notify.domain.errors import (
     PermanentProviderError,
     ProviderError,
 )
+from notify.domain.keys import ApiKey
 from notify.domain.model import Batch, Channel, Notification, Status, can_transition
 from notify.ports.provider import ProviderMessage, ProviderReceipt
 from notify.ports.stats import ChannelFigures
@@ -373,3 +374,81 @@ class FakeDeliveryStats:
     async def purge(self, older_than: datetime) -> int:
         self.purged_before.append(older_than)
         return 0
+
+
+class WaitingLimiter(FakeLimiter):
+    """A FakeLimiter that says it made each caller wait ``wait_s``."""
+
+    def __init__(self, wait_s: float) -> None:
+        super().__init__()
+        self.wait_s = wait_s
+
+    async def acquire(self, key: str) -> float:
+        await super().acquire(key)
+        return self.wait_s
+
+
+class BreakerInState(FakeBreaker):
+    """A FakeBreaker that reports whatever ``state`` it is given (``half_open`` included)."""
+
+    def __init__(self, name: str, state: str) -> None:
+        super().__init__(name)
+        self._state = state
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+
+class RecordingObserver:
+    """DeliveryObserver that records every call."""
+
+    def __init__(self) -> None:
+        self.waits: list[tuple[str, float]] = []
+        self.rounds: list[tuple[Notification, DeliveryResult, datetime]] = []
+
+    def limiter_waited(self, channel: str, seconds: float) -> None:
+        self.waits.append((channel, seconds))
+
+    def round_finished(self, notification: Notification, result: DeliveryResult, stored_at: datetime) -> None:
+        self.rounds.append((notification, result, stored_at))
+
+
+class FakeTraceContexts:
+    """TraceContexts that records each call and answers a distinct, valid traceparent for the n-th call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[UUID, UUID | None]] = []
+        self.given: list[str] = []
+
+    def for_notification(self, notification_id: UUID, batch_id: UUID | None) -> str | None:
+        self.calls.append((notification_id, batch_id))
+        n = len(self.calls)
+        traceparent = f"00-{n:032x}-{n:016x}-01"
+        self.given.append(traceparent)
+        return traceparent
+
+
+class FakeApiKeyStore:
+    """In-memory ApiKeyStore; counts lookups."""
+
+    def __init__(self) -> None:
+        self.keys: dict[UUID, ApiKey] = {}
+        self.lookups = 0
+
+    async def add(self, key: ApiKey) -> None:
+        self.keys[key.id] = key
+
+    async def find_by_hash(self, key_hash: str) -> ApiKey | None:
+        self.lookups += 1
+        return next((k for k in self.keys.values() if k.key_hash == key_hash), None)
+
+    async def revoke(self, key_id: UUID, now: datetime) -> bool:
+        key = self.keys.get(key_id)
+        if key is None or not key.active:
+            return False
+        self.keys[key_id] = dataclasses.replace(key, revoked_at=now)
+        return True
+
+    async def all(self, tenant_id: str | None = None) -> list[ApiKey]:
+        return [k for k in self.keys.values() if tenant_id is None or k.tenant_id == tenant_id]

@@ -166,6 +166,11 @@ class NotificationService:
         notification, errors = await self._build(tenant_id, new, self._clock.now(), correlation_id)
         if notification is None:
             raise ValidationFailed.for_fields(errors)
+        # A retried request is answered from what is stored, without starting a trace for a notification that
+        # will not exist (a concurrent first request is still settled by the unique index below).
+        key = new.idempotency_key
+        if key is not None and await self._store.find_by_idempotency_key(tenant_id, key) is not None:
+            return Accepted(await self._replay(tenant_id, key, notification), replayed=True)
         notification = self._traced(notification)
         try:
             await self._store.create([notification])
@@ -237,6 +242,10 @@ class NotificationService:
                 seen_keys.setdefault(item.idempotency_key, index)
         if errors:
             raise ValidationFailed.for_fields(errors)
+        if idempotency_key is not None:
+            original = await self._store.find_batch_by_idempotency_key(tenant_id, idempotency_key)
+            if original is not None and original.request_hash == batch.request_hash:
+                return AcceptedBatch(original, await self._store.batch_notifications(original), True)
         built = [self._traced(n) for n in built]
         try:
             await self._store.create(built, batch)

@@ -61,7 +61,7 @@ class LiveEndpoint:
         self._authenticator = authenticator
         self._heartbeat_s = heartbeat_s
         self._max_message_bytes = max_message_bytes
-        self._sockets: set[web.WebSocketResponse] = set()
+        self._sockets: dict[web.WebSocketResponse, asyncio.Transport | None] = {}
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
         authorization = request.headers.get("Authorization")
@@ -79,9 +79,9 @@ class LiveEndpoint:
             )
         await ws.prepare(request)
         subscriber = self.hub.connect(key.tenant_id)
-        self._sockets.add(ws)
+        self._sockets[ws] = request.transport
         WS_CLIENTS.inc()
-        pump = asyncio.create_task(self._pump(ws, subscriber), name="ws-pump")
+        pump = asyncio.create_task(self._pump(ws, subscriber, request.transport), name="ws-pump")
         try:
             async for message in ws:
                 if message.type is WSMsgType.TEXT:
@@ -90,7 +90,7 @@ class LiveEndpoint:
                     subscriber.offer(_error("Send JSON text frames.", "binary_frame"))
         finally:
             self.hub.disconnect(subscriber)
-            self._sockets.discard(ws)
+            self._sockets.pop(ws, None)
             WS_CLIENTS.dec()
             await _finish(pump)
         return ws
@@ -114,37 +114,68 @@ class LiveEndpoint:
         subscriber.filter = wanted.to_filter()
         subscriber.offer({"action": "subscribed", **subscriber.filter.describe()})
 
-    async def _pump(self, ws: web.WebSocketResponse, subscriber: Subscriber) -> None:
+    async def _pump(
+        self, ws: web.WebSocketResponse, subscriber: Subscriber, transport: asyncio.Transport | None
+    ) -> None:
+        stalled = False
         while True:
             message = await subscriber.next()
             if message is None:
                 break
-            await ws.send_str(json.dumps(message, separators=(",", ":")))
+            send = asyncio.ensure_future(ws.send_str(json.dumps(message, separators=(",", ":"))))
+            closed = asyncio.ensure_future(subscriber.closed.wait())
+            try:
+                await asyncio.wait({send, closed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closed.cancel()
+            if not send.done():
+                # Dropped (or shut down) while the client was not taking what we sent: a close frame would
+                # not get through either.
+                stalled = True
+                if transport is not None:
+                    transport.abort()
+                with contextlib.suppress(Exception):
+                    await send  # fails at once, the connection is gone
+                break
+            send.result()
             if "status" in message:
                 WS_EVENTS.inc()
         if subscriber.overflowed:
             WS_DROPPED.inc()
             log.warning("websocket client dropped: too slow", extra={"tenant_id": subscriber.tenant_id})
-            reason = f"too slow: more than {subscriber.capacity} events waiting".encode()
-            await _close(ws, WSCloseCode.TRY_AGAIN_LATER, reason)
-        elif not ws.closed:
-            await _close(ws, WSCloseCode.GOING_AWAY, b"server shutting down")
+            if not stalled:
+                reason = f"too slow: more than {subscriber.capacity} events waiting".encode()
+                await _close(ws, WSCloseCode.TRY_AGAIN_LATER, reason, transport)
+        elif not ws.closed and not stalled:
+            await _close(ws, WSCloseCode.GOING_AWAY, b"server shutting down", transport)
 
     async def shutdown(self) -> None:
         """Close every connection (on_shutdown): clients learn at once that they must reconnect."""
         self.hub.close_all()
-        for ws in list(self._sockets):
-            await _close(ws, WSCloseCode.GOING_AWAY, b"server shutting down")
+        await asyncio.gather(
+            *(
+                _close(ws, WSCloseCode.GOING_AWAY, b"server shutting down", transport)
+                for ws, transport in list(self._sockets.items())
+            )
+        )
 
 
 def _error(text: str, code: str, details: list[dict[str, str]] | None = None) -> dict[str, object]:
     return {"action": "error", "error": text, "code": code, "details": details or []}
 
 
-async def _close(ws: web.WebSocketResponse, code: int, reason: bytes) -> None:
-    # A client that stopped reading may never let the close frame through: do not wait on it forever.
-    with contextlib.suppress(TimeoutError, ConnectionError, RuntimeError):
+async def _close(
+    ws: web.WebSocketResponse, code: int, reason: bytes, transport: asyncio.Transport | None = None
+) -> None:
+    # A client that stopped reading may never let the close frame through: do not wait on it forever, then
+    # drop the connection (transport.close() would keep it until the client takes what is buffered).
+    try:
         await asyncio.wait_for(ws.close(code=code, message=reason), timeout=2.0)
+    except TimeoutError:
+        if transport is not None:
+            transport.abort()
+    except (ConnectionError, RuntimeError):
+        pass
 
 
 async def _finish(task: asyncio.Task[None]) -> None:

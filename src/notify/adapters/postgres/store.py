@@ -674,5 +674,9 @@ class PgOutbox:
         return _affected(status)
 
     async def backlog(self) -> int:
-        count: int = await self._pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        # Two counts, each over its small partial index, rather than a scan of every kept record.
+        count: int = await self._pool.fetchval(
+            """SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL AND kind <> 'status')
+                    + (SELECT count(*) FROM outbox WHERE published_at IS NULL AND kind = 'status')"""
+        )
         return count

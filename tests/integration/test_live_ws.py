@@ -1,0 +1,368 @@
+"""``GET /ws`` over real HTTP, in process: the LiveEndpoint on a StatusHub, the real Authenticator over a fake
+key store, and the real error middleware. Needs neither Kafka nor PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from itertools import count
+from typing import Any
+from uuid import uuid4
+
+import aiohttp
+import pytest
+from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
+
+from notify.adapters.http.errors import error_middleware
+from notify.adapters.http.live import LiveEndpoint
+from notify.app.auth import Authenticator, KeyService
+from notify.app.live import StatusHub
+from notify.domain.events import StatusEvent
+from tests.fakes import FakeApiKeyStore, FakeClock
+
+_seq = count(1)
+Client = TestClient[web.Request, web.Application]
+
+
+@dataclass
+class Live:
+    client: Client
+    hub: StatusHub
+    endpoint: LiveEndpoint
+    key_a: str  # tenant-a
+    key_b: str  # tenant-b
+
+    async def connect(self, key: str, **kwargs: Any) -> aiohttp.ClientWebSocketResponse:
+        return await self.client.ws_connect("/ws", headers={"Authorization": f"Bearer {key}"}, **kwargs)
+
+
+@asynccontextmanager
+async def serve(capacity: int = 100) -> AsyncIterator[Live]:
+    store, clock = FakeApiKeyStore(), FakeClock()
+    keys = KeyService(store, clock)
+    _, key_a = await keys.create("a", "tenant-a")
+    _, key_b = await keys.create("b", "tenant-b")
+    hub = StatusHub(capacity=capacity)
+    endpoint = LiveEndpoint(hub, Authenticator(store, clock), heartbeat_s=30)
+    app = web.Application(middlewares=[error_middleware])
+    app.router.add_get("/ws", endpoint.handle)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        yield Live(client, hub, endpoint, key_a, key_b)
+
+
+@pytest.fixture
+async def live() -> AsyncIterator[Live]:
+    async with serve() as running:
+        yield running
+
+
+def event(
+    notification_id: str,
+    tenant_id: str = "tenant-a",
+    *,
+    batch_id: str | None = None,
+    channel: str = "sms",
+    status: str = "delivered",
+    error: str | None = None,
+) -> StatusEvent:
+    return StatusEvent(
+        notification_id=notification_id,
+        tenant_id=tenant_id,
+        batch_id=batch_id,
+        channel=channel,
+        status=status,
+        previous_status="processing",
+        attempt=1,
+        error=error,
+        provider="gw",
+        timestamp="2026-01-01T12:00:00Z",
+        seq=next(_seq),
+    )
+
+
+async def receive(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    message = await asyncio.wait_for(ws.receive(), 5)
+    assert message.type is WSMsgType.TEXT, (message.type, message.data, message.extra)
+    received: dict[str, Any] = json.loads(message.data)
+    return received
+
+
+async def subscribe(ws: aiohttp.ClientWebSocketResponse, **wanted: list[str]) -> dict[str, Any]:
+    await ws.send_json({"action": "subscribe", **wanted})
+    ack = await receive(ws)
+    assert ack["action"] == "subscribed", ack
+    return ack
+
+
+async def until(predicate: Callable[[], bool], within_s: float = 5.0) -> None:
+    async with asyncio.timeout(within_s):
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+
+# --- before the upgrade -------------------------------------------------------------------------------------
+
+
+async def test_no_key_or_a_wrong_key_is_401_in_the_error_shape(live: Live) -> None:
+    for headers in ({}, {"Authorization": "Bearer ntf_not-a-key"}, {"Authorization": "Basic abc"}):
+        resp = await live.client.get("/ws", headers=headers)
+        assert resp.status == 401, headers
+        body = await resp.json()
+        assert set(body) == {"error", "code", "details"}
+        assert body["code"] == "unauthorized" and body["details"] == []
+        assert resp.headers["WWW-Authenticate"] == "Bearer"
+    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+        await live.client.ws_connect("/ws")
+    assert info.value.status == 401
+    assert live.hub.subscribers == 0
+
+
+async def test_a_plain_get_with_a_key_is_400(live: Live) -> None:
+    resp = await live.client.get("/ws", headers={"Authorization": f"Bearer {live.key_a}"})
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["code"] == "validation_error"
+    assert [d["field"] for d in body["details"]] == ["Upgrade"]
+    assert live.hub.subscribers == 0
+
+
+async def test_the_key_may_come_in_the_query_for_browsers(live: Live) -> None:
+    ws = await live.client.ws_connect(f"/ws?api_key={live.key_a}")
+    await subscribe(ws)
+    live.hub.publish(event("n-1"))
+    assert (await receive(ws))["notification_id"] == "n-1"
+    await ws.close()
+
+
+# --- messages -----------------------------------------------------------------------------------------------
+
+
+async def test_subscribe_is_acknowledged_with_the_filter(live: Live) -> None:
+    ws = await live.connect(live.key_a)
+    n1, n2, b1 = str(uuid4()), str(uuid4()), str(uuid4())
+    await ws.send_json(
+        {"action": "subscribe", "notification_ids": [n2, n1], "batch_ids": [b1], "channels": ["sms"]}
+    )
+    assert await receive(ws) == {
+        "action": "subscribed",
+        "notification_ids": sorted([n1, n2]),
+        "batch_ids": [b1],
+        "channels": ["sms"],
+    }
+    assert await subscribe(ws) == {
+        "action": "subscribed",
+        "notification_ids": [],
+        "batch_ids": [],
+        "channels": [],
+    }
+    await ws.close()
+
+
+async def test_an_invalid_message_is_answered_with_an_error_and_the_connection_stays_open(live: Live) -> None:
+    ws = await live.connect(live.key_a)
+    invalid: list[Callable[[], Any]] = [
+        lambda: ws.send_str("not json"),
+        lambda: ws.send_json({"action": "unsubscribe"}),
+        lambda: ws.send_json({"action": "subscribe", "channels": ["fax"]}),
+        lambda: ws.send_json({"action": "subscribe", "notification_ids": ["not-a-uuid"]}),
+        lambda: ws.send_json({"action": "subscribe", "unknown": 1}),
+    ]
+    for send in invalid:
+        await send()
+        error = await receive(ws)
+        assert error["action"] == "error" and error["code"] == "invalid_message", error
+        assert isinstance(error["error"], str) and error["error"]
+        assert error["details"] and all({"field", "message", "code"} <= set(d) for d in error["details"])
+    await ws.send_bytes(b"\x00")
+    assert (await receive(ws))["code"] == "binary_frame"
+    assert not ws.closed
+    await subscribe(ws, channels=["email"])  # still open and still listening
+    live.hub.publish(event("n-1", channel="email"))
+    assert (await receive(ws))["notification_id"] == "n-1"
+    await ws.close()
+
+
+# --- events -------------------------------------------------------------------------------------------------
+
+
+async def test_events_reach_clients_filtered_by_tenant_and_subscription(live: Live) -> None:
+    everything_a = await live.connect(live.key_a)
+    picky_a = await live.connect(live.key_a)
+    everything_b = await live.connect(live.key_b)
+    x, y, z, batch = (str(uuid4()) for _ in range(4))
+    await subscribe(everything_a)
+    await subscribe(picky_a, notification_ids=[x], batch_ids=[batch], channels=["sms"])
+    await subscribe(everything_b)
+    assert live.hub.subscribers == 3
+
+    live.hub.publish_all(
+        [
+            event(x, status="processing"),
+            event(y),  # another notification
+            event(z, batch_id=batch),  # in the subscribed batch
+            event(str(uuid4()), batch_id=batch, channel="email"),  # in the batch, other channel
+            event("b-only", "tenant-b"),
+            event(x, status="delivered"),  # last: everything before it has been sent
+        ]
+    )
+    got_a = [await receive(everything_a) for _ in range(5)]
+    assert [(e["notification_id"], e["status"]) for e in got_a][-1] == (x, "delivered")
+    assert "b-only" not in [e["notification_id"] for e in got_a]
+    assert set(got_a[0]) == {
+        "notification_id",
+        "batch_id",
+        "channel",
+        "status",
+        "previous_status",
+        "attempt",
+        "error",
+        "provider",
+        "timestamp",
+    }
+    got_picky = [await receive(picky_a) for _ in range(3)]
+    assert [(e["notification_id"], e["status"]) for e in got_picky] == [
+        (x, "processing"),
+        (z, "delivered"),
+        (x, "delivered"),
+    ]
+    assert (await receive(everything_b))["notification_id"] == "b-only"
+    live.hub.publish(event("b-2", "tenant-b"))
+    assert (await receive(everything_b))["notification_id"] == "b-2"  # nothing of tenant-a came before it
+    for ws in (everything_a, picky_a, everything_b):
+        await ws.close()
+
+
+def small_receive_buffer(addr_info: Any) -> socket.socket:
+    """A client socket that buffers little, so a client that does not read backs up the server quickly."""
+    family, type_, proto, _, _ = addr_info
+    sock = socket.socket(family=family, type=type_, proto=proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    return sock
+
+
+@asynccontextmanager
+async def slow_client(live: Live) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """A subscribed client of tenant-a on a socket with a small receive buffer; it reads only when told."""
+    connector = aiohttp.TCPConnector(socket_factory=small_receive_buffer)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        ws = await session.ws_connect(
+            live.client.make_url("/ws"), headers={"Authorization": f"Bearer {live.key_a}"}
+        )
+        await subscribe(ws)
+        yield ws
+
+
+def big_event(i: int) -> StatusEvent:
+    return event(f"n-{i}", error=BIG_ERROR)
+
+
+BIG_ERROR = os.urandom(256 * 1024).hex()  # 512 KiB of error text: a few events fill a socket's buffers
+
+
+def sample(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+async def test_a_client_whose_queue_overflows_is_closed_with_1013_and_another_keeps_everything() -> None:
+    # capacity (2) applies to each subscriber. Both clients get the 50 sms events, each published once the
+    # previous one has arrived; only the first also matches a burst of email events published at once (as a
+    # batch read from the status topic is), more than its queue holds.
+    async with serve(capacity=2) as live:
+        dropped_metric = sample("notify_ws_clients_dropped_total")
+        overflowing = await live.connect(live.key_a)
+        await subscribe(overflowing)
+        steady = await live.connect(live.key_a)
+        await subscribe(steady, channels=["sms"])
+        received = []
+        for i in range(50):
+            live.hub.publish(event(f"n-{i}"))
+            if i == 25:
+                for _ in range(3):
+                    live.hub.publish(event(str(uuid4()), channel="email"))
+                assert live.hub.dropped == 1 and live.hub.subscribers == 1
+            received.append((await receive(steady))["notification_id"])
+        assert received == [f"n-{i}" for i in range(50)]
+
+        before_close = []
+        while (message := await asyncio.wait_for(overflowing.receive(), 5)).type is WSMsgType.TEXT:
+            before_close.append(json.loads(message.data)["notification_id"])
+        assert message.type is WSMsgType.CLOSE, message
+        assert message.data == WSCloseCode.TRY_AGAIN_LATER
+        assert message.extra == "too slow: more than 2 events waiting"
+        assert before_close == [f"n-{i}" for i in range(len(before_close))] and len(before_close) <= 26
+        assert sample("notify_ws_clients_dropped_total") == dropped_metric + 1
+        live.hub.publish(event("after"))
+        assert (await receive(steady))["notification_id"] == "after"
+        await steady.close()
+
+
+async def test_a_client_that_stops_reading_is_dropped_without_holding_up_the_others() -> None:
+    # Here the queue fills because the client stopped reading: its socket backs up (large events, a small
+    # receive buffer) and its pump waits on it.
+    async with serve(capacity=2) as live:
+        fast = await live.connect(live.key_a)
+        await subscribe(fast)
+        async with slow_client(live):  # never reads
+            received = []
+            for i in range(50):
+                assert live.hub.publish(big_event(i)) >= 1  # returns at once, whoever is slow
+                received.append((await receive(fast))["notification_id"])
+            assert received == [f"n-{i}" for i in range(50)]
+            assert live.hub.dropped == 1 and live.hub.subscribers == 1
+        live.hub.publish(event("after"))
+        assert (await receive(fast))["notification_id"] == "after"
+        await fast.close()
+
+
+async def test_a_stalled_client_is_closed_and_counted_soon_after_it_is_dropped() -> None:
+    async with serve(capacity=2) as live:
+        dropped, connected = sample("notify_ws_clients_dropped_total"), sample("notify_ws_clients")
+        fast = await live.connect(live.key_a)
+        await subscribe(fast)
+        async with slow_client(live):  # and it never reads again
+            for i in range(50):
+                live.hub.publish(big_event(i))
+                await receive(fast)
+            assert live.hub.dropped == 1
+            # _close gives a client 2 s to take the close frame, then drops the connection.
+            await until(
+                lambda: (
+                    sample("notify_ws_clients_dropped_total") == dropped + 1
+                    and sample("notify_ws_clients") == connected + 1
+                ),
+                within_s=3.5,
+            )
+        await fast.close()
+
+
+async def test_shutdown_does_not_wait_for_stalled_clients_one_by_one() -> None:
+    async with serve(capacity=1000) as live, slow_client(live), slow_client(live), slow_client(live):
+        for i in range(20):  # enough to back up all three sockets; none is dropped (capacity 1000)
+            live.hub.publish(big_event(i))
+            await asyncio.sleep(0.01)
+        assert live.hub.dropped == 0
+        await asyncio.wait_for(live.endpoint.shutdown(), 3.5)  # 2 s for the slowest, not 2 s for each
+
+
+async def test_shutdown_closes_every_client_with_1001(live: Live) -> None:
+    clients = [await live.connect(live.key_a), await live.connect(live.key_b)]
+    for ws in clients:
+        await subscribe(ws)
+    assert live.hub.subscribers == 2
+    shutdown = asyncio.create_task(live.endpoint.shutdown())
+    await asyncio.sleep(0)  # shutdown has begun
+    assert live.hub.publish(event("too-late")) == 0 and live.hub.subscribers == 0
+    for ws in clients:
+        message = await asyncio.wait_for(ws.receive(), 5)
+        assert message.type is WSMsgType.CLOSE, message
+        assert message.data == WSCloseCode.GOING_AWAY
+    await asyncio.wait_for(shutdown, 5)
+    assert live.hub.subscribers == 0
+    await until(lambda: all(ws.closed for ws in clients))
