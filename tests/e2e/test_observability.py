@@ -454,3 +454,55 @@ async def test_prometheus_metrics_of_api_and_worker_move_as_notifications_flow(s
         sms = (await r.json())["channels"]["sms"]
     assert sms["sent"] == 5 and sms["failed"] == 0 and sms["success_rate"] == 1.0
     assert sms["queue_depth"] == 0 and sms["p95_latency_ms"] is not None
+
+
+async def test_no_status_event_is_lost_when_the_worker_and_an_api_are_sigkilled(stack: Stack) -> None:
+    """Events are written in the transaction of each change, so killing the processes that caused or relayed
+    them loses none: for every notification the client sees an unbroken chain pending -> ... -> delivered
+    (each event's previous_status is the status of the one before), including the lease recovery."""
+    await stack.start_sandbox("--latency-ms", "100")
+    api_a = await stack.start_api("api-a")
+    await stack.start_api("api-b")
+    worker = await stack.start_worker(worker_concurrency=16, worker_lease_s=2)
+    async with (
+        aiohttp.ClientSession() as http,
+        live_client(http, stack.apis["api-b"], stack.api_key, "b") as on_b,
+    ):
+        ids = []
+        for i in range(60):
+            ids.append((await stack.send_sms(f"m{i}"))["id"])
+
+        async def busy() -> bool:
+            return (await stack.sandbox("/stats"))["accepted"] >= 10  # type: ignore[no-any-return]
+
+        await eventually(busy, what="the worker mid-load")
+        worker.kill()
+        api_a.kill()  # a relay that may hold status events it was about to publish
+        assert (await stack.statuses()).get("delivered", 0) < 60, "the kill came too late to test anything"
+        await stack.start_worker("worker-restarted", worker_concurrency=16, worker_lease_s=2)
+
+        def chains_complete() -> bool:
+            chains: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            for e in on_b.events:
+                chains[e["notification_id"]].append(e)
+            return set(chains) == set(ids) and all(c[-1]["status"] == "delivered" for c in chains.values())
+
+        await eventually(
+            now_true(chains_complete), what="every notification's events up to delivered", timeout_s=60
+        )
+
+    recovered = 0
+    chains: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in on_b.events:
+        chains[e["notification_id"]].append(e)
+    for nid, chain in chains.items():
+        previous = "pending"
+        for event in chain:
+            assert event["previous_status"] == previous, (
+                nid,
+                [(e["previous_status"], e["status"]) for e in chain],
+            )
+            previous = event["status"]
+        assert previous == "delivered"
+        recovered += any(e["previous_status"] == "processing" and e["status"] == "pending" for e in chain)
+    print(f"{recovered} notifications recovered from the killed worker's leases")
