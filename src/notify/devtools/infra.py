@@ -333,13 +333,18 @@ class TansuBroker:
             _stop_process(self._proc, "Tansu broker", signal.SIGTERM, self._stop_timeout_s)
             self._proc = None
 
-    def restart(self) -> None:
-        """Stop and start again on the same port, as a broker crash and recovery would look to clients.
+    def restart(self, *, crash: bool = False) -> None:
+        """Stop and start again on the same port, as a broker crash and recovery would look to clients;
+        ``crash``: SIGKILL at once instead of a polite stop.
 
         Tansu keeps everything in memory, so the restarted broker has no topics, messages or committed
         offsets: whoever needs topics afterwards has to create them again.
         """
         port, log_path = self.port, self._log_path
+        if crash and self._proc is not None:
+            atexit.unregister(self.stop)
+            _stop_process(self._proc, "Tansu broker", signal.SIGKILL, 5.0)
+            self._proc = None
         self.stop()
         self.start(port, log_path)
 

@@ -22,6 +22,9 @@ from notify.domain.model import Priority
 
 log = logging.getLogger(__name__)
 
+COMMIT_TIMEOUT_S = 5.0
+COMMIT_BACKOFF_S = 30.0
+
 
 def _partition(tp: TopicPartition) -> Partition:
     return Partition(tp.topic, tp.partition)
@@ -75,6 +78,7 @@ class PriorityConsumerLoop:
         self.dispatcher = dispatcher
         self._priority_of = dict(priority_of_topic)
         self._commit_interval_s = commit_interval_s
+        self._commit_pause_until = 0.0  # after a commit timed out: commits back off, fetching goes on
         self._grace_s = shutdown_grace_s
         self.ready = asyncio.Event()
 
@@ -86,7 +90,21 @@ class PriorityConsumerLoop:
         if not offsets:
             return
         try:
-            await self.consumer.commit({TopicPartition(p.topic, p.partition): o for p, o in offsets.items()})
+            # Bounded: aiokafka retries some commit errors without end (e.g. UnknownTopicOrPartition after a
+            # broker restart lost the topics), which would stall fetching and rejoining with it.
+            await asyncio.wait_for(
+                self.consumer.commit({TopicPartition(p.topic, p.partition): o for p, o in offsets.items()}),
+                timeout=COMMIT_TIMEOUT_S,
+            )
+        except TimeoutError:
+            # Nothing is lost by committing later: uncommitted records are read again and the claim skips
+            # what was already delivered. Back off so the consume loop does not spend its time waiting here.
+            self._commit_pause_until = time.monotonic() + COMMIT_BACKOFF_S
+            log.warning(
+                "offset commit timed out; records stay uncommitted (read again later, skipped by the claim)",
+                extra={"retry_in_s": COMMIT_BACKOFF_S},
+            )
+            return
         except (CommitFailedError, KafkaError) as exc:
             # A rebalance took the partitions: the new owner re-reads from the last commit and skips what
             # we already delivered (it is no longer claimable).
@@ -133,7 +151,8 @@ class PriorityConsumerLoop:
                             correlation_id=_header(record.headers, "correlation_id"),
                         )
                 self._apply_backpressure()
-                if time.monotonic() - last_commit >= self._commit_interval_s:
+                now = time.monotonic()
+                if now - last_commit >= self._commit_interval_s and now >= self._commit_pause_until:
                     await self.commit()
                     last_commit = time.monotonic()
         finally:
