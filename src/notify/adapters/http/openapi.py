@@ -889,7 +889,7 @@ def _health_operations() -> dict[tuple[Method, str], Operation]:
                     200,
                     ReadyOut,
                     "Ready to serve.",
-                    {"status": "ready", "checks": {"database": "ok", "kafka": "ok"}},
+                    {"status": "ready", "checks": {"database": "ok", "kafka": "ok", "status_topic": "ok"}},
                 ),
             ),
             frozenset({"NotReady"}),
