@@ -217,3 +217,30 @@ async def test_relay_and_backlog_queries_read_the_partial_indexes(pool: asyncpg.
             )
         )
         assert "Seq Scan" not in plan and plan.count("outbox_unpublished_") == 2, plan
+
+
+async def test_retries_and_replays_are_published_in_the_notifications_own_trace(
+    service: NotificationService, store: PgNotificationStore, pool: asyncpg.Pool, clock: FakeClock
+) -> None:
+    """Every publish of a notification (first, due retry, replay) carries the context stored at acceptance,
+    so the relay's producer span and everything after it join the one trace."""
+    n = await service.create("t1", sms(expires_at=T0 + timedelta(seconds=5)))
+    claim = Claim("w#1", T0 + timedelta(seconds=30))
+    assert await store.claim(n.id, claim, clock.now())
+    retry_at = T0 + timedelta(seconds=1)
+    result = DeliveryResult(Status.RETRYING, [transient(1)], "p", None, "p: HTTP 503", retry_at)
+    assert await store.record_result(n.id, claim, clock.now(), result)
+    clock.advance(2)
+    assert await store.release_due_retries(clock.now(), 10, clock.now()) == 1
+    clock.advance(10)  # past expires_at: the next claim expires it
+    assert await store.claim(n.id, Claim("w#2", clock.now()), clock.now())
+    await store.replay("t1", n.id, clock.now())
+    published: list[OutboxRecord] = []
+
+    async def publish(records: Sequence[OutboxRecord]) -> None:
+        published.extend(records)
+
+    await PgOutbox(pool).relay_batch(100, publish, clock.now())
+    dispatches = [r for r in published if r.kind is OutboxKind.DISPATCH]
+    assert len(dispatches) == 3  # accepted, retry released, replayed
+    assert {r.trace_context for r in published} == {TRACEPARENT}

@@ -70,7 +70,7 @@ SERVICES = web.AppKey("services", ApiServices)
 LIVE = web.AppKey("live", LiveEndpoint)
 TEMPLATES = web.AppKey("templates", TemplateService)
 STATS = web.AppKey("stats", StatsService)
-CORRELATION = "correlation_id"
+CORRELATION = web.RequestKey("correlation_id", str)
 
 
 @web.middleware

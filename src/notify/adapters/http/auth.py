@@ -10,7 +10,7 @@ from aiolimiter import AsyncLimiter
 from notify.domain.errors import RateLimited
 from notify.domain.keys import ApiKey
 
-API_KEY = "api_key"
+API_KEY = web.RequestKey("api_key", ApiKey)
 PROTECTED_PREFIX = "/api/v1/"  # health, readiness, /metrics, /docs and /openapi.json stay open
 
 
@@ -34,5 +34,5 @@ class KeyRateLimiter:
 
 
 def tenant_of(request: web.Request) -> str:
-    key: ApiKey = request[API_KEY]
+    key = request[API_KEY]
     return key.tenant_id
