@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import count
 from uuid import UUID
 
 from notify.domain.errors import (
@@ -15,6 +16,7 @@ from notify.domain.errors import (
     PermanentProviderError,
     ProviderError,
 )
+from notify.domain.events import StatusEvent
 from notify.domain.keys import ApiKey
 from notify.domain.model import Batch, Channel, Notification, Status, can_transition
 from notify.ports.provider import ProviderMessage, ProviderReceipt
@@ -452,3 +454,32 @@ class FakeApiKeyStore:
 
     async def all(self, tenant_id: str | None = None) -> list[ApiKey]:
         return [k for k in self.keys.values() if tenant_id is None or k.tenant_id == tenant_id]
+
+
+_event_seq = count(1)
+
+
+def status_event(
+    notification_id: str = "n-1",
+    tenant_id: str = "t1",
+    *,
+    batch_id: str | None = None,
+    channel: str = "sms",
+    status: str = "delivered",
+    error: str | None = None,
+    seq: int | None = None,
+) -> StatusEvent:
+    """A status event as the status topic would carry it; ``seq`` grows on each call unless given."""
+    return StatusEvent(
+        notification_id=notification_id,
+        tenant_id=tenant_id,
+        batch_id=batch_id,
+        channel=channel,
+        status=status,
+        previous_status="processing",
+        attempt=1,
+        error=error,
+        provider="gw",
+        timestamp="2026-01-01T12:00:00Z",
+        seq=next(_event_seq) if seq is None else seq,
+    )

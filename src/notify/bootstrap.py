@@ -66,6 +66,27 @@ def _all_topics(settings: Settings) -> list[str]:
     return settings.all_topics
 
 
+def _readiness(pool: asyncpg.Pool, producer: AIOKafkaProducer) -> dict[str, Callable[[], Awaitable[None]]]:
+    """What /health/ready checks in both processes: the database answers and Kafka gives its metadata."""
+
+    async def database() -> None:
+        await pool.fetchval("SELECT 1")
+
+    async def kafka() -> None:
+        await producer.client.fetch_all_metadata()
+
+    return {"database": database, "kafka": kafka}
+
+
+def _backlog_refresher(pool: asyncpg.Pool) -> Callable[[], Awaitable[None]]:
+    outbox = PgOutbox(pool)
+
+    async def refresh() -> None:
+        metrics.OUTBOX_BACKLOG.set(await outbox.backlog())
+
+    return refresh
+
+
 def _every(seconds: float, job: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
     """``job`` at most once per ``seconds`` however often the result is called (housekeeping)."""
     last = -math.inf
@@ -137,12 +158,6 @@ def build_api_app(settings: Settings) -> web.Application:
             traces=OtelTraceContexts(),
         )
 
-        async def database_ready() -> None:
-            await pool.fetchval("SELECT 1")
-
-        async def kafka_ready() -> None:
-            await producer.client.fetch_all_metadata()
-
         hub = StatusHub(capacity=settings.ws_client_buffer)
         status_reader = StatusTopicReader(status_consumer, settings.status_topic, hub)
 
@@ -156,20 +171,18 @@ def build_api_app(settings: Settings) -> web.Application:
             Operations(store, clock, on_enqueued=wake_relay),
             authenticator,
             KeyRateLimiter(settings.api_key_rate_limit_per_s),
-            {"database": database_ready, "kafka": kafka_ready, "status_topic": live_ready},
+            {**_readiness(pool, producer), "status_topic": live_ready},
         )
         app[LIVE] = LiveEndpoint(hub, authenticator, heartbeat_s=settings.ws_heartbeat_s)
-        outbox = PgOutbox(pool)
-
-        async def refresh_backlog() -> None:
-            metrics.OUTBOX_BACKLOG.set(await outbox.backlog())
-
         stop = asyncio.Event()
         tasks = [
             asyncio.create_task(status_reader.run(stop), name="status-reader"),
             asyncio.create_task(
                 metrics.refresh_periodically(
-                    stop, settings.metrics_refresh_s, refresh_backlog, _every(600, stats.purge_expired)
+                    stop,
+                    settings.metrics_refresh_s,
+                    _backlog_refresher(pool),
+                    _every(600, stats.purge_expired),
                 ),
                 name="metrics-refresh",
             ),
@@ -287,13 +300,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         )
         await producer.start()
 
-        async def database_ready() -> None:
-            await pool.fetchval("SELECT 1")
-
-        async def kafka_ready() -> None:
-            await producer.client.fetch_all_metadata()
-
-        http_runner = await _serve_worker_http(settings, {"database": database_ready, "kafka": kafka_ready})
+        http_runner = await _serve_worker_http(settings, _readiness(pool, producer))
         store = PgNotificationStore(pool)
         # The worker relays too: what its recovery sweep re-enqueues is published at once, status events of
         # its deliveries go out without waiting for a poll, and delivery keeps flowing with no API running.
@@ -383,11 +390,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         if settings.outbox_relay_enabled:
             background.append(asyncio.create_task(relay.run(background_stop), name="outbox-relay"))
         background.append(asyncio.create_task(recovery.run(background_stop), name="recovery"))
-        outbox = PgOutbox(pool)
         group_consumer = consumer
-
-        async def refresh_backlog() -> None:
-            metrics.OUTBOX_BACKLOG.set(await outbox.backlog())
 
         async def refresh_lag() -> None:
             await _consumer_lag(group_consumer)
@@ -395,7 +398,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         background.append(
             asyncio.create_task(
                 metrics.refresh_periodically(
-                    background_stop, settings.metrics_refresh_s, refresh_backlog, refresh_lag
+                    background_stop, settings.metrics_refresh_s, _backlog_refresher(pool), refresh_lag
                 ),
                 name="metrics-refresh",
             )

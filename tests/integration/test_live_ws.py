@@ -10,7 +10,6 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from itertools import count
 from typing import Any
 from uuid import uuid4
 
@@ -25,9 +24,8 @@ from notify.adapters.http.live import LiveEndpoint
 from notify.app.auth import Authenticator, KeyService
 from notify.app.live import StatusHub
 from notify.domain.events import StatusEvent
-from tests.fakes import FakeApiKeyStore, FakeClock
+from tests.fakes import FakeApiKeyStore, FakeClock, status_event
 
-_seq = count(1)
 Client = TestClient[web.Request, web.Application]
 
 
@@ -63,28 +61,8 @@ async def live() -> AsyncIterator[Live]:
         yield running
 
 
-def event(
-    notification_id: str,
-    tenant_id: str = "tenant-a",
-    *,
-    batch_id: str | None = None,
-    channel: str = "sms",
-    status: str = "delivered",
-    error: str | None = None,
-) -> StatusEvent:
-    return StatusEvent(
-        notification_id=notification_id,
-        tenant_id=tenant_id,
-        batch_id=batch_id,
-        channel=channel,
-        status=status,
-        previous_status="processing",
-        attempt=1,
-        error=error,
-        provider="gw",
-        timestamp="2026-01-01T12:00:00Z",
-        seq=next(_seq),
-    )
+def event(notification_id: str, tenant_id: str = "tenant-a", **fields: Any) -> StatusEvent:
+    return status_event(notification_id, tenant_id, **fields)
 
 
 async def receive(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:

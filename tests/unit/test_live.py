@@ -5,38 +5,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 from dataclasses import replace
-from itertools import count
 
 import pytest
 
 from notify.app.live import Filter, StatusHub, Subscriber
 from notify.domain.events import StatusEvent
+from tests.fakes import status_event
 
-_seq = count(1)
-
-
-def event(
-    notification_id: str = "n-1",
-    *,
-    tenant_id: str = "t1",
-    batch_id: str | None = None,
-    channel: str = "sms",
-    status: str = "delivered",
-    seq: int | None = None,
-) -> StatusEvent:
-    return StatusEvent(
-        notification_id=notification_id,
-        tenant_id=tenant_id,
-        batch_id=batch_id,
-        channel=channel,
-        status=status,
-        previous_status="processing",
-        attempt=1,
-        error=None,
-        provider="gw",
-        timestamp="2026-01-01T12:00:00Z",
-        seq=next(_seq) if seq is None else seq,
-    )
+event = status_event
 
 
 async def queued(subscriber: Subscriber) -> list[dict[str, object]]:
