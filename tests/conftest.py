@@ -27,6 +27,8 @@ from notify.devtools.devstack import create_api_key
 from notify.devtools.infra import TansuBroker, ensure_postgres, free_port
 from tests.support import NotifyProcess, wait_http_ok, wait_log
 
+pytest_plugins = ["tests.process_guard", "pytester"]
+
 
 def _with_db(url: str, name: str) -> str:
     parts = urlsplit(url)

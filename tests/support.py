@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +39,17 @@ async def eventually(
     )
 
 
+def die_with_parent(command: list[str]) -> list[str]:
+    """``command`` wrapped so the kernel SIGKILLs it when its parent (this pytest) dies, however it dies.
+
+    ``setpriv`` sets the parent-death signal and then execs the command in place (same pid). The child must
+    be started from the main thread: the signal follows the thread that forked, not the process."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:  # not on this system: the end-of-run sweep still catches leftovers
+        return command
+    return [setpriv, "--pdeathsig", "KILL", "--", *command]
+
+
 class NotifyProcess:
     """One ``notify <command>`` subprocess with its own environment and log file."""
 
@@ -51,7 +63,7 @@ class NotifyProcess:
     def start(self) -> NotifyProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "notify", *self.args],
+            die_with_parent([sys.executable, "-m", "notify", *self.args]),
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -10,15 +10,12 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from aiokafka import AIOKafkaConsumer
 
 from notify.devtools.infra import free_port
 from tests.conftest import Stack
 from tests.e2e.test_walking_skeleton import post_many, wait_all_status
 from tests.support import eventually
-
-pytestmark = pytest.mark.e2e
 
 FAST_RETRIES = {"retry_base_s": 0.5, "retry_cap_s": 2, "recovery_interval_s": 0.2}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,28 +17,31 @@ import pytest
 
 from notify.devtools.infra import free_port
 from tests.conftest import _with_db
-from tests.support import REPO, eventually, wait_http_ok
+from tests.process_guard import Leftover, kill_all, marked_processes
+from tests.support import REPO, die_with_parent, eventually, wait_http_ok
 
-pytestmark = pytest.mark.e2e
 
-
-async def test_dev_stack_delivers_a_post_and_stops_on_ctrl_c(postgres_server: str, tmp_path: Path) -> None:
+async def test_dev_stack_delivers_a_post_and_stops_on_ctrl_c(
+    postgres_server: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     db_name = f"notify_dev_{uuid.uuid4().hex[:10]}"
     api_port, sandbox_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFY_")}
     env["NOTIFY_DATABASE_URL"] = _with_db(postgres_server, db_name)
     log = (tmp_path / "dev.log").open("wb")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "notify",
-            "dev",
-            "--api-port",
-            str(api_port),
-            "--sandbox-port",
-            str(sandbox_port),
-        ],
+        die_with_parent(
+            [
+                sys.executable,
+                "-m",
+                "notify",
+                "dev",
+                "--api-port",
+                str(api_port),
+                "--sandbox-port",
+                str(sandbox_port),
+            ]
+        ),
         env=env,
         cwd=tmp_path,
         stdout=log,
@@ -45,6 +49,10 @@ async def test_dev_stack_delivers_a_post_and_stops_on_ctrl_c(postgres_server: st
         start_new_session=True,
     )
     api = f"http://127.0.0.1:{api_port}"
+
+    def started_by_this_test() -> list[Leftover]:
+        return [p for p in marked_processes() if p.owner == request.node.nodeid]
+
     try:
         await wait_http_ok(f"{api}/health/ready", timeout_s=60)
 
@@ -72,6 +80,8 @@ async def test_dev_stack_delivers_a_post_and_stops_on_ctrl_c(postgres_server: st
                 assert (await r.json())["accepted"] == 1
         os.kill(proc.pid, signal.SIGINT)
         assert await asyncio.to_thread(proc.wait, 60) == 0
+        # Ctrl-C took down everything it started, though each child runs in a session of its own.
+        assert started_by_this_test() == [], started_by_this_test()
         text = (tmp_path / "dev.log").read_text()
         assert "notify is up." in text
         assert "consumer stopped" in text
@@ -79,8 +89,12 @@ async def test_dev_stack_delivers_a_post_and_stops_on_ctrl_c(postgres_server: st
             async with aiohttp.ClientSession() as http, http.get(f"{api}/health") as r:
                 pass
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:  # the test failed before the Ctrl-C: stop it the way a user would
+            os.kill(proc.pid, signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(60)
+        kill_all(started_by_this_test())  # whatever is left, however the test ended
+        proc.wait(10)
         log.close()
         print((tmp_path / "dev.log").read_text()[-3000:])
         admin = await asyncpg.connect(postgres_server)

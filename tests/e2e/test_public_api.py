@@ -7,14 +7,11 @@ import sys
 from typing import Any
 
 import aiohttp
-import pytest
 
 from notify.devtools.devstack import create_api_key
 from tests.conftest import Stack
 from tests.e2e.test_walking_skeleton import wait_all_status
 from tests.support import eventually
-
-pytestmark = pytest.mark.e2e
 
 SMS = {"channel": "sms", "recipient": "+14155550123", "content": "hi"}
 

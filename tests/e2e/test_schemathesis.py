@@ -21,7 +21,7 @@ from notify.bootstrap import build_api_app
 from notify.settings import load_settings
 from tests.conftest import Stack
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = pytest.mark.timeout(300)
 
 MAX_TIME_S = 100
 HARD_LIMIT_S = MAX_TIME_S + 60

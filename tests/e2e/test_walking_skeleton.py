@@ -8,12 +8,9 @@ import asyncio
 from typing import Any
 
 import asyncpg
-import pytest
 
 from tests.conftest import Stack
 from tests.support import eventually
-
-pytestmark = pytest.mark.e2e
 
 
 async def wait_all_status(stack: Stack, total: int, status: str = "delivered", timeout_s: float = 60) -> None:

@@ -54,10 +54,9 @@ def _users(processes: list[psutil.Process]) -> set[str]:
 
 
 def _assert_gone(processes: list[psutil.Process]) -> None:
-    deadline = time.monotonic() + 5
-    while any(_alive(p) for p in processes):
-        assert time.monotonic() < deadline, f"still running after stop(): {processes}"
-        time.sleep(0.05)
+    # stop() waited for the main process; its children (PostgreSQL's backends) may take a moment more.
+    _, alive = psutil.wait_procs(processes, timeout=10)
+    assert not [p for p in alive if _alive(p)], f"still running after stop(): {alive}"
 
 
 async def _topics(bootstrap_servers: str) -> list[str]:
@@ -80,10 +79,8 @@ def test_free_port_can_be_bound() -> None:
 
 def test_wait_for_port_times_out_with_a_clear_message() -> None:
     port = free_port()
-    started = time.monotonic()
-    with pytest.raises(TimeoutError, match=rf"127\.0\.0\.1:{port}"):
+    with pytest.raises(TimeoutError, match=rf"127\.0\.0\.1:{port} within 0\.3s"):
         wait_for_port("127.0.0.1", port, timeout_s=0.3)
-    assert time.monotonic() - started < 2
 
 
 # ----------------------------------------------------------------------------------------------- Tansu
@@ -95,13 +92,12 @@ def test_find_tansu_returns_an_executable() -> None:
     assert os.access(binary, os.X_OK)
 
 
+@pytest.mark.e2e  # starts the server
 async def test_tansu_serves_kafka_clients_and_stops(tmp_path: Path) -> None:
     log_path = tmp_path / "tansu.log"
     broker = TansuBroker()
-    started = time.monotonic()
     broker.start(log_path=log_path)
     try:
-        assert time.monotonic() - started < 5
         assert broker.bootstrap_servers == f"127.0.0.1:{broker.port}"
         assert broker.pid is not None
 
@@ -123,6 +119,7 @@ async def test_tansu_serves_kafka_clients_and_stops(tmp_path: Path) -> None:
     broker.stop()  # idempotent
 
 
+@pytest.mark.e2e  # starts the server
 async def test_tansu_restart_keeps_the_port_and_loses_all_data(tmp_path: Path) -> None:
     with TansuBroker() as broker:
         port, first_pid = broker.port, broker.pid
@@ -156,14 +153,13 @@ def test_tansu_refuses_a_port_in_use() -> None:
 # ------------------------------------------------------------------------------------------ PostgreSQL
 
 
+@pytest.mark.e2e  # starts the server
 async def test_embedded_postgres_answers_queries_and_stops(tmp_path: Path) -> None:
     port = free_port()
     assert port != 5432
     server = EmbeddedPostgres(tmp_path / "pg", port=port)
-    started = time.monotonic()
     server.start()
     try:
-        assert time.monotonic() - started < 30
         assert server.url() == f"postgresql://postgres@127.0.0.1:{port}/postgres"
         assert server.pid is not None
 
@@ -192,6 +188,7 @@ async def test_embedded_postgres_answers_queries_and_stops(tmp_path: Path) -> No
     server.destroy()
 
 
+@pytest.mark.e2e  # starts the server
 async def test_embedded_postgres_reuses_its_data_directory_until_destroyed(tmp_path: Path) -> None:
     with EmbeddedPostgres(tmp_path / "pg") as server:
         conn = await asyncpg.connect(server.url())
@@ -216,6 +213,7 @@ async def test_embedded_postgres_reuses_its_data_directory_until_destroyed(tmp_p
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="relocation only happens when the server runs as another user")
+@pytest.mark.e2e  # starts the server
 async def test_embedded_postgres_relocates_data_the_server_user_cannot_reach(tmp_path: Path) -> None:
     workdir = tmp_path / "private" / "pg"
     workdir.mkdir(parents=True)
@@ -279,6 +277,7 @@ async def test_ensure_postgres_keeps_a_server_that_answers(tmp_path: Path) -> No
     assert not workdir.exists()  # nothing was started
 
 
+@pytest.mark.e2e  # starts the server
 async def test_ensure_postgres_starts_an_embedded_server_when_nothing_answers(tmp_path: Path) -> None:
     dead_port = free_port()
     preferred = f"postgresql://someone:secret@127.0.0.1:{dead_port}/notify_test?sslmode=disable"

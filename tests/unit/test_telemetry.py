@@ -212,6 +212,7 @@ class TestTracing:
         with span_in("deliver", None):
             assert current_traceparent() is None
 
+    @pytest.mark.e2e  # a Python subprocess: the global tracer provider can be installed once per process
     def test_with_a_provider_installed_batch_items_get_linked_root_traces(self) -> None:
         """Runs in a subprocess: the global tracer provider can be installed once per process."""
         script = textwrap.dedent(
