@@ -164,10 +164,15 @@ class Stack:
         self.apis[name] = url
         return process
 
-    async def start_worker(self, name: str = "worker", **overrides: Any) -> NotifyProcess:
+    async def start_worker(
+        self, name: str = "worker", *, wait: bool = True, **overrides: Any
+    ) -> NotifyProcess:
+        """``wait``: return once the worker got its partitions (else at once: it is still joining)."""
         overrides.setdefault("worker_http_port", free_port())
+        overrides.setdefault("worker_id", name)  # its claims' lease_owner is "<name>#<n>"
         process = self._spawn(name, ["worker"], self.env(**overrides))
-        await wait_log(process, "partitions assigned")
+        if wait:
+            await wait_log(process, "partitions assigned")
         self.workers[name] = f"http://127.0.0.1:{overrides['worker_http_port']}"
         return process
 

@@ -15,6 +15,8 @@ from notify.domain.errors import (
     NotFound,
     PermanentProviderError,
     ProviderError,
+    TransientProviderError,
+    TrialCallFailed,
 )
 from notify.domain.events import StatusEvent
 from notify.domain.keys import ApiKey
@@ -170,7 +172,7 @@ class FakeStore:
         self.rows[n.id] = n.transition(
             result.status,
             now,
-            attempts=n.attempts + (1 if result.calls else 0),
+            attempts=n.attempts + (1 if result.counts_as_attempt else 0),
             provider=result.provider or n.provider,
             provider_message_id=result.provider_message_id,
             error_message=result.error,
@@ -331,11 +333,15 @@ def replace(n: Notification, **changes: object) -> Notification:
 
 
 class FakeBreaker:
-    """A breaker that is open when told to be, and counts what it let through."""
+    """A breaker that is open when told to be, and counts what it let through. ``half_open_for_s``: each call
+    is a half-open trial; a transient failure raises TrialCallFailed and re-opens it for that long."""
 
-    def __init__(self, name: str = "fake", *, open_for_s: float | None = None) -> None:
+    def __init__(
+        self, name: str = "fake", *, open_for_s: float | None = None, half_open_for_s: float | None = None
+    ) -> None:
         self.name = name
         self.open_for_s = open_for_s
+        self.half_open_for_s = half_open_for_s
         self.calls = 0
 
     @property
@@ -349,7 +355,13 @@ class FakeBreaker:
         if self.open_for_s is not None:
             raise CircuitOpen(f"{self.name} is open", retry_after_s=self.open_for_s)
         self.calls += 1
-        return await fn()
+        if self.half_open_for_s is None:
+            return await fn()
+        try:
+            return await fn()
+        except TransientProviderError as exc:
+            self.open_for_s = self.half_open_for_s  # the trial failed: open again
+            raise TrialCallFailed.of(exc) from exc
 
 
 class FakeLimiter:

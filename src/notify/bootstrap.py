@@ -16,6 +16,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from opentelemetry.trace import SpanKind
 
 from notify.adapters.clock import SystemClock
@@ -268,10 +269,13 @@ async def _consumer_lag(consumer: AIOKafkaConsumer) -> None:
     """Per topic: records at the partition ends not yet committed by this worker (its partitions only)."""
     lag: dict[str, int] = {}
     for tp in consumer.assignment():
-        end = consumer.highwater(tp)
-        if end is None:  # nothing fetched from it yet
+        try:
+            end = consumer.highwater(tp)
+            if end is None:  # nothing fetched from it yet
+                continue
+            committed = await consumer.committed(tp)
+        except (AssertionError, KafkaError):  # revoked by a rebalance meanwhile ("Partition is not assigned")
             continue
-        committed = await consumer.committed(tp)
         lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - (committed or 0))
     for topic, value in lag.items():
         metrics.CONSUMER_LAG.labels(topic).set(value)

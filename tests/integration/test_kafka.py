@@ -14,9 +14,11 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from notify.adapters.clock import SystemClock
+from notify.adapters.kafka.consumer import PriorityConsumerLoop
 from notify.adapters.kafka.publisher import KafkaDispatchPublisher, make_producer
 from notify.adapters.kafka.topics import ensure_topics
 from notify.adapters.postgres.store import PgNotificationStore, PgOutbox
+from notify.app.dispatcher import PriorityDispatcher, Work
 from notify.app.notifications import NewNotification, NotificationService
 from notify.app.relay import OutboxRelay
 from notify.devtools.infra import TansuBroker
@@ -138,3 +140,89 @@ async def test_concurrent_relays_publish_each_record_once(
     records = await consume_all(broker.bootstrap_servers, created_topics, 600)
     keys = [r.key for r in records]  # type: ignore[attr-defined]
     assert len(keys) == 600 == len(set(keys))
+
+
+async def test_a_full_buffer_pauses_only_its_own_topic(
+    broker: TansuBroker, topic_prefix: str, created_topics: list[str]
+) -> None:
+    """The worker's consume loop on a real broker: while the deliveries are stuck, low's buffer fills and only
+    low's partitions are paused; a high record still gets in, and is the next one delivered."""
+    high, normal, low = created_topics
+    producer = make_producer(broker.bootstrap_servers, linger_ms=0)
+    await producer.start()
+    release = asyncio.Event()
+    delivered: list[tuple[str, uuid.UUID | None]] = []
+
+    async def handle(work: Work) -> None:
+        await release.wait()
+        delivered.append((work.partition.topic, work.notification_id))
+
+    dispatcher = PriorityDispatcher(handle, concurrency=1, buffer_limit=5)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=broker.bootstrap_servers,
+        group_id=f"{topic_prefix}.workers",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=20,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        request_timeout_ms=40_000,
+    )
+    loop = PriorityConsumerLoop(
+        consumer,
+        dispatcher,
+        {high: Priority.HIGH, normal: Priority.NORMAL, low: Priority.LOW},
+        commit_interval_s=0.2,
+        shutdown_grace_s=1,
+    )
+    loop.subscribe()
+    stop = asyncio.Event()
+    running: asyncio.Task[None] | None = None
+    try:
+        await consumer.start()
+        running = asyncio.create_task(loop.run(stop))
+        lows = [uuid.uuid4() for _ in range(40)]
+        for nid in lows:
+            await producer.send_and_wait(low, b"{}", key=str(nid).encode())
+
+        def paused_topics() -> set[str]:
+            return {tp.topic for tp in consumer.paused()}
+
+        async def low_is_full_and_paused() -> bool:
+            return dispatcher.is_full(Priority.LOW) and paused_topics() == {low}
+
+        await eventually(low_is_full_and_paused, what="low's buffer full and only its partitions paused")
+        assert dispatcher.buffered(Priority.LOW) < 40  # it stopped fetching long before the end
+        urgent = uuid.uuid4()
+        await producer.send_and_wait(high, b"{}", key=str(urgent).encode())
+
+        async def high_buffered() -> bool:
+            return dispatcher.buffered(Priority.HIGH) == 1
+
+        await eventually(high_buffered, what="the high record fetched while low stays paused")
+        assert paused_topics() == {low}
+        release.set()
+
+        async def two_delivered() -> bool:
+            return len(delivered) >= 2
+
+        await eventually(two_delivered, what="deliveries once released")
+        # The one delivery already in flight was a low one; the next is the high one, ahead of the buffer.
+        assert delivered[0][0] == low and delivered[1] == (high, urgent)
+
+        async def all_delivered() -> bool:
+            return len(delivered) == 41
+
+        await eventually(all_delivered, what="every record delivered")
+
+        async def nothing_paused() -> bool:
+            return paused_topics() == set()
+
+        await eventually(nothing_paused, what="low resumed once its buffer drained")
+        assert sorted(n for t, n in delivered if t == low) == sorted(lows)  # type: ignore[type-var]
+    finally:
+        stop.set()
+        if running is not None:
+            await running
+        await consumer.stop()
+        await producer.stop()

@@ -7,14 +7,17 @@ monotonic clock with a short timeout to prove the default wiring.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 
 import pytest
 
 from notify.adapters.resilience import AioCircuitBreaker, ChannelRateLimiter
-from notify.domain.errors import CircuitOpen, PermanentProviderError, TransientProviderError
-from notify.ports.resilience import CircuitBreaker, RateLimiter
+from notify.domain.errors import (
+    CircuitOpen,
+    PermanentProviderError,
+    TransientProviderError,
+    TrialCallFailed,
+)
 
 FAIL_MAX = 3
 COOLDOWN_S = 10.0
@@ -85,13 +88,6 @@ async def trip(breaker: AioCircuitBreaker, provider: Provider) -> None:
         with pytest.raises(TransientProviderError):
             await breaker.call(provider.fail())
     assert breaker.state == "open"
-
-
-def test_adapters_satisfy_the_ports(clock: FakeClock) -> None:
-    breaker: CircuitBreaker = make_breaker(clock)
-    limiter: RateLimiter = ChannelRateLimiter({"sms": 1.0})
-    assert breaker.name == "sms/acme"
-    assert limiter is not None
 
 
 # -- opening ---------------------------------------------------------------------------------------------
@@ -261,10 +257,12 @@ async def test_a_failed_trial_reopens_it_for_a_full_cooldown(
     await trip(breaker, provider)
     clock.advance(COOLDOWN_S + 5.0)  # well past the first cooldown
 
-    real = TransientProviderError("still down")
-    with pytest.raises(TransientProviderError) as raised:
+    real = TransientProviderError("still down", status=503, retry_after_s=7.0)
+    with pytest.raises(TrialCallFailed) as raised:
         await breaker.call(provider.fail(real))
-    assert raised.value is real  # the trial was made: the real error, not CircuitOpen
+    # The trial was made (not CircuitOpen), and the caller can tell it was the breaker's trial.
+    assert raised.value.__cause__ is real and not isinstance(raised.value, CircuitOpen)
+    assert (raised.value.message, raised.value.status, raised.value.retry_after_s) == ("still down", 503, 7.0)
     assert breaker.state == "open"
     assert breaker.retry_after_s() == pytest.approx(COOLDOWN_S)
 
@@ -422,47 +420,45 @@ def test_rejects_nonsense_settings(kwargs: dict[str, float]) -> None:
 
 async def test_unlimited_and_unknown_keys_do_not_wait() -> None:
     limiter = ChannelRateLimiter({"sms": 1.0, "email": None, "push": 0})
-    started = time.monotonic()
     waits = [await limiter.acquire(key) for key in ("email", "push", "webhook") for _ in range(100)]
-    assert waits == [0.0] * 300
-    assert time.monotonic() - started < 1.0
+    assert waits == [0.0] * 300  # no bucket at all: not even a clock read
+
+
+def test_each_bucket_holds_burst_s_worth_of_tokens_and_drains_at_the_rate() -> None:
+    # The rate itself is aiolimiter's to keep (a timing property, measured by scripts/bench, never asserted
+    # here); what is ours is the bucket each rate becomes.
+    limiter = ChannelRateLimiter({"sms": 20.0, "email": 1000.0, "push": 2.0}, burst_s=0.2)
+    buckets = {k: (b.max_rate, b.time_period) for k, b in limiter._limiters.items()}
+    assert buckets["sms"] == pytest.approx((4.0, 0.2))  # 4 tokens, refilled at 4 per 0.2 s = 20/s
+    assert buckets["email"] == pytest.approx((200.0, 0.2))
+    assert buckets["push"] == pytest.approx((1.0, 0.5))  # never less than one token: 1 per 0.5 s = 2/s
+    for key, rate in (("sms", 20.0), ("email", 1000.0), ("push", 2.0)):
+        capacity, period = buckets[key]
+        assert capacity / period == pytest.approx(rate)
 
 
 async def test_a_backlog_on_one_channel_never_stalls_another() -> None:
-    sms_rate, sms_count = 20.0, 30
-    limiter = ChannelRateLimiter({"sms": sms_rate, "email": 1000.0})
-    burst = 4  # 0.2 s worth of sms tokens (the default burst_s)
-    sms_finished: list[float] = []
+    sms_count = 30
+    limiter = ChannelRateLimiter({"sms": 20.0, "email": 1000.0})
+    order: list[str] = []
 
-    async def send_sms() -> float:
-        waited = await limiter.acquire("sms")
-        sms_finished.append(time.monotonic())
-        return waited
+    async def send(channel: str) -> None:
+        await limiter.acquire(channel)
+        order.append(channel)
 
-    started = time.monotonic()
-    sms = [asyncio.create_task(send_sms()) for _ in range(sms_count)]
-    await asyncio.sleep(0.05)  # the sms backlog is queued and waiting for tokens
-    assert len(sms_finished) < sms_count
-
-    # Email acquires made while the sms backlog waits: they finish while most sms are still queued.
-    email_waits = await asyncio.gather(*(limiter.acquire("email") for _ in range(5)))
-    email_finished = time.monotonic()
-    assert max(email_waits) < 0.5
-    assert len(sms_finished) < sms_count // 2
-
-    sms_waits = await asyncio.gather(*sms)
-    elapsed = time.monotonic() - started
-    assert email_finished < max(sms_finished)
-
-    # The sustained rate holds: after the burst, one token every 1/rate s (generous bounds for slow CI).
-    expected = (sms_count - burst) / sms_rate  # 1.3 s
-    assert expected * 0.8 <= elapsed <= expected + 3.0
-    assert sorted(sms_waits)[:burst] == pytest.approx([0.0] * burst, abs=0.05)
-    assert max(sms_waits) >= expected * 0.8
+    sms = [asyncio.create_task(send("sms")) for _ in range(sms_count)]
+    await asyncio.sleep(0)  # the sms backlog has taken the burst and queued behind it
+    # Email acquires made while the sms backlog waits for tokens do not queue behind it.
+    await asyncio.gather(*(send("email") for _ in range(5)))
+    sms_before_email = order.index("email")
+    assert order.count("email") == 5
+    assert sms_before_email < sms_count // 2, order
+    await asyncio.gather(*sms)
+    assert order.count("sms") == sms_count
 
 
 async def test_waited_seconds_are_reported() -> None:
     limiter = ChannelRateLimiter({"sms": 10.0}, burst_s=0.1)  # one token, then one every 0.1 s
-    assert await limiter.acquire("sms") < 0.05
-    waited = await limiter.acquire("sms")
-    assert 0.05 <= waited <= 1.0
+    first = await limiter.acquire("sms")
+    second = await limiter.acquire("sms")  # had to wait for the refill
+    assert 0 <= first < second

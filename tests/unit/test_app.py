@@ -578,6 +578,34 @@ class TestRetriesAndFailover:
             clock.advance(7)
         assert store.rows[n.id].attempts == 0 and provider.sent == []
 
+    async def test_a_failed_breaker_trial_is_recorded_but_uses_no_retry(self) -> None:
+        store, clock = FakeStore(), FakeClock()
+        provider = FakeProvider("gw", [transient()] * 10)  # down for ten calls
+        breaker = FakeBreaker("gw", half_open_for_s=5)
+        n = await service(store, clock).create("t", SMS)  # normal: 3 retries
+        d = Deliverer(
+            store,
+            {c: [Route(provider, breaker)] for c in Channel},
+            clock,
+            worker_id="w",
+            lease=timedelta(seconds=30),
+        )
+        for trial in range(10):  # each round is a trial that fails: far more than the retry budget
+            breaker.open_for_s = None  # the cooldown is over: half-open, one trial
+            assert await d.deliver(n.id) is DeliveryOutcome.RETRYING
+            waiting = store.rows[n.id]
+            assert waiting.attempts == 0, trial  # no retry used up
+            assert waiting.next_attempt_at == clock.now() + timedelta(seconds=5)  # the breaker's cooldown
+            assert "trial call failed" in (waiting.error_message or "")
+            clock.advance(5)
+        ledger = store.ledger[n.id]
+        assert [(c.attempt, c.outcome, c.breaker_trial) for c in ledger] == [
+            (1, AttemptOutcome.TRANSIENT, True)
+        ] * 10
+        breaker.open_for_s = None
+        assert await d.deliver(n.id) is DeliveryOutcome.DELIVERED  # the provider is back
+        assert store.rows[n.id].attempts == 1
+
     async def test_paused_channel_parks_without_claiming(self) -> None:
         store, clock = FakeStore(), FakeClock()
         provider, limiter = FakeProvider("gw"), FakeLimiter()

@@ -42,6 +42,7 @@ class TestStatusEvent:
             provider="gw",
             timestamp="2026-01-01T12:00:00Z",
             seq=987654,
+            next_attempt_at="2026-01-01T12:00:03Z",
         )
         public = e.public()
         assert public == {
@@ -53,6 +54,7 @@ class TestStatusEvent:
             "attempt": 2,
             "error": "gw: HTTP 503",
             "provider": "gw",
+            "next_attempt_at": "2026-01-01T12:00:03Z",
             "timestamp": "2026-01-01T12:00:00Z",
         }
         assert "tenant_id" not in public and "seq" not in public

@@ -30,7 +30,7 @@ import aiobreaker
 from aiobreaker import CircuitBreakerError, CircuitBreakerState
 from aiolimiter import AsyncLimiter
 
-from notify.domain.errors import CircuitOpen
+from notify.domain.errors import CircuitOpen, TransientProviderError, TrialCallFailed
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,9 @@ class AioCircuitBreaker:
     re-opens it for a fresh cooldown, a success closes it (later trials of that round then count as ordinary
     calls if it closed, and are ignored if it re-opened). Callers turned away while all trial slots are taken
     get ``CircuitOpen`` with ``retry_after_s=half_open_retry_s``.
+
+    A trial call that fails with a ``TransientProviderError`` raises ``TrialCallFailed`` (caused by the real
+    error) so the caller can tell the breaker's probe from an ordinary failure.
 
     ``fn`` raising ``CircuitOpen`` itself (a nested breaker, e.g. a provider's inside a channel's) made no
     call, so it counts neither way; neither does cancellation.
@@ -161,6 +164,9 @@ class AioCircuitBreaker:
                 raise
             except Exception as exc:
                 self._record(trial_round, exc)
+                if trial_round is not None and isinstance(exc, TransientProviderError):
+                    # The breaker's probe of a provider that is still down: not the notification's fault.
+                    raise TrialCallFailed.of(exc) from exc
                 raise
             self._record(trial_round, None)
             return result

@@ -2,8 +2,9 @@
 
 A round tries the primary provider, and on a transient failure or an open breaker the next one (failover).
 The round ends ``delivered``, ``failed`` (permanent refusal, or retries exhausted) or ``retrying`` with a
-jittered ``next_attempt_at``; when every breaker was open no call was made, so the round does not use up a
-retry. The scheduler re-produces a retry to Kafka when it is due (see notify.app.recovery).
+jittered ``next_attempt_at``; when every breaker was open (or the only calls were half-open trials that
+failed) the round does not use up a retry: an open breaker never fails a notification. The scheduler
+re-produces a retry to Kafka when it is due (see notify.app.recovery).
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from enum import StrEnum
 from itertools import count
 from uuid import UUID
 
-from notify.domain.errors import CircuitOpen, PermanentProviderError, TransientProviderError
+from notify.domain.errors import (
+    CircuitOpen,
+    PermanentProviderError,
+    TransientProviderError,
+    TrialCallFailed,
+)
 from notify.domain.model import Channel, Notification, Status
 from notify.domain.retry import RetryPolicy, attempts_left
 from notify.ports.clock import Clock
@@ -146,7 +152,7 @@ class Deliverer:
             correlation_id=n.correlation_id,
         )
         calls: list[AttemptRecord] = []
-        last_error: TransientProviderError | None = None
+        last_error: TransientProviderError | None = None  # of a call that counts (not a breaker trial)
         open_waits: list[float] = []
         for route in self._routes[n.channel]:
             started, t0 = self._clock.now(), time.monotonic()
@@ -159,6 +165,12 @@ class Deliverer:
             except CircuitOpen as exc:
                 open_waits.append(exc.retry_after_s or self._open_breaker_wait_s)
                 continue  # no call was made: fail over without recording an attempt
+            except TrialCallFailed as exc:
+                # The breaker's probe of a provider still down: in the ledger, but not held against the
+                # notification; it waits for the next trial like a notification behind an open breaker.
+                calls.append(self._record(attempt, route, started, t0, AttemptOutcome.TRANSIENT, exc, True))
+                open_waits.append(route.breaker.retry_after_s() or self._open_breaker_wait_s)
+                continue
             except TransientProviderError as exc:
                 calls.append(self._record(attempt, route, started, t0, AttemptOutcome.TRANSIENT, exc))
                 last_error = exc
@@ -173,12 +185,15 @@ class Deliverer:
 
         now = self._clock.now()
         if last_error is None:
-            # Every breaker was open: wait until the first one lets a trial through. Not an attempt.
+            # Every breaker was open, or failed its trial: wait until the first one lets a trial through. Not
+            # an attempt: no retry is used up.
             wait = min(open_waits) if open_waits else self._open_breaker_wait_s
             return DeliveryResult(
                 Status.RETRYING,
-                [],
-                error="every provider's circuit breaker is open",
+                calls,
+                provider=calls[-1].provider if calls else None,
+                error="every provider's circuit breaker is open"
+                + (f"; its trial call failed: {calls[-1].error}" if calls else ""),
                 next_attempt_at=now + timedelta(seconds=wait),
             )
         made = attempt - n.attempt_base
@@ -206,6 +221,7 @@ class Deliverer:
         t0: float,
         outcome: AttemptOutcome,
         error: Exception | None,
+        breaker_trial: bool = False,
     ) -> AttemptRecord:
         elapsed = timedelta(seconds=time.monotonic() - t0)
         status = getattr(error, "status", None)
@@ -217,4 +233,5 @@ class Deliverer:
             outcome=outcome,
             http_status=status,
             error=str(error) if error else None,
+            breaker_trial=breaker_trial,
         )

@@ -542,8 +542,11 @@ class EmbeddedPostgres:
     ``postgres`` with trust authentication and there is no Unix socket. A data directory left by an earlier
     run is reused (so ``notify dev`` keeps its data between runs); pass a fresh ``workdir`` for a clean one.
 
-    Durability is switched off (fsync, synchronous_commit, full_page_writes): the data only has to survive
-    the server stopping, not the machine crashing, and it makes schema migrations and tests much faster.
+    Durability against a *machine* crash is switched off (fsync, full_page_writes): the data only has to
+    survive the server stopping or crashing, not the machine, and it makes migrations and tests much faster.
+    ``synchronous_commit`` stays on: with it off, a commit is answered before its WAL leaves PostgreSQL's
+    own memory, so a crash of the server process (SIGKILL, OOM) loses transactions already acknowledged.
+    notify answers 201 only after a commit, and that has to mean something here too.
 
     As root, the server runs as the system user ``notifypg`` (created if missing): PostgreSQL refuses
     to run as root. If that user cannot traverse to ``workdir``, ``<workdir>/pgdata`` is a symlink to a
@@ -617,7 +620,6 @@ class EmbeddedPostgres:
             # clash with another server, and clients here always use a URL with host and port anyway.
             "unix_socket_directories": "",
             "fsync": "off",
-            "synchronous_commit": "off",
             "full_page_writes": "off",
             "logging_collector": "off",
         }
@@ -777,6 +779,28 @@ class EmbeddedPostgres:
         if self._proc is not None:
             _stop_process(self._proc, "embedded PostgreSQL", signal.SIGINT, self._stop_timeout_s)
             self._proc = None
+
+    def restart(self, *, crash: bool = False) -> None:
+        """Stop and start again on the same port with the same data, as clients would see a database restart;
+        ``crash``: SIGKILL the postmaster and every backend at once (no checkpoint), so the new server starts
+        with crash recovery, as after a power cut of the process (the data directory survives)."""
+        if crash and self._proc is not None:
+            atexit.unregister(self.stop)
+            group = self._proc.pid  # its own session: the group holds the backends too
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+            self._proc.wait(10.0)
+            self._proc = None
+            # The new postmaster refuses to start while a dead one's backends still hold shared memory.
+            deadline = time.monotonic() + 10.0
+            while time.monotonic() < deadline:
+                try:
+                    os.killpg(group, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(_POLL_INTERVAL_S)
+        self.stop()
+        self.start()
 
     def destroy(self) -> None:
         """Stop the server and delete its data directory (a relocated one too), e.g. when a test is done."""

@@ -1,6 +1,6 @@
 """The sandbox provider: a real local HTTP gateway that stands in for an SMS/email/push provider.
 
-It accepts the provider call of DESIGN.md §5 and answers 202 with a message id, records every call it
+It accepts the provider call of docs/providers.md and answers 202 with a message id, records every call it
 accepted (queryable, with counts per ``Idempotency-Key``), and has knobs for latency, error rate, status
 codes and 429 with Retry-After, settable by flags at start and at run time:
 

@@ -14,7 +14,8 @@ retry and a permanent failure.
     ├── RateLimited                 the API key is over its rate                              (429, retriable)
     └── ProviderError               a delivery attempt did not succeed
         ├── TransientProviderError  timeout, connection error, 429, 5xx                   (retriable)
-        │   └── CircuitOpen         the breaker is open: no call was made                    (retriable)
+        │   ├── CircuitOpen         the breaker is open: no call was made                    (retriable)
+        │   └── TrialCallFailed     a half-open breaker's trial call failed: still down      (retriable)
         └── PermanentProviderError  the provider refused the message for good
 """
 
@@ -127,6 +128,22 @@ class CircuitOpen(TransientProviderError):
     made. Never a reason to fail a notification; it waits or fails over."""
 
     code = "circuit_open"
+
+
+class TrialCallFailed(TransientProviderError):
+    """A half-open breaker let this call through as its trial, and it failed: the provider is still down.
+
+    The call was made (it is in the attempts ledger), but it was the breaker's probe of the provider, not a
+    judgement on the notification: like ``CircuitOpen`` it never uses up one of the notification's retries.
+    ``__cause__`` is the provider's own error; message, status and ``retry_after_s`` are copied from it."""
+
+    code = "breaker_trial_failed"
+
+    @classmethod
+    def of(cls, error: TransientProviderError) -> TrialCallFailed:
+        trial = cls(error.message, status=error.status, retry_after_s=error.retry_after_s)
+        trial.__cause__ = error
+        return trial
 
 
 class Unauthorized(NotifyError):

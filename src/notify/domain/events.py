@@ -19,9 +19,10 @@ class StatusEvent:
     provider: str | None
     timestamp: str  # RFC 3339 UTC, when the transition was stored
     seq: int  # grows with every event; a repeat of an event already seen has the same seq
+    next_attempt_at: str | None = None  # RFC 3339 UTC; set on 'retrying' events: when the next attempt is due
 
     def public(self) -> dict[str, Any]:
-        """What a subscriber receives (DESIGN.md §4); the tenant and the sequence stay inside."""
+        """What a subscriber receives (see the README, "Live status"); tenant and sequence stay inside."""
         return {
             "notification_id": self.notification_id,
             "batch_id": self.batch_id,
@@ -31,5 +32,6 @@ class StatusEvent:
             "attempt": self.attempt,
             "error": self.error,
             "provider": self.provider,
+            "next_attempt_at": self.next_attempt_at,
             "timestamp": self.timestamp,
         }

@@ -1,4 +1,4 @@
-"""Recipient and content rules per channel (DESIGN.md §4). Lengths are in characters, not bytes."""
+"""Recipient and content rules per channel (see the README). Lengths are in characters, not bytes."""
 
 from __future__ import annotations
 

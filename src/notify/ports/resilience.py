@@ -32,7 +32,9 @@ class CircuitBreaker(Protocol):
         While open (cooldown not over), or half-open with every trial slot taken, raises ``CircuitOpen``
         (its message names the breaker, ``retry_after_s`` is set) without calling ``fn``. Only retriable
         errors (``exc.retriable`` is true, i.e. ``TransientProviderError``) count as failures; any other
-        exception propagates unchanged and counts as a success (the provider answered).
+        exception propagates unchanged and counts as a success (the provider answered). A half-open trial
+        call that fails transiently raises ``TrialCallFailed`` (caused by the provider's error): the call was
+        made, but it was the breaker's probe, and it must not use up the notification's retries.
         """
         ...
 

@@ -51,6 +51,8 @@ class AttemptRecord:
     outcome: AttemptOutcome
     http_status: int | None = None
     error: str | None = None
+    # A half-open breaker's trial call that failed: recorded, but it does not use up a retry.
+    breaker_trial: bool = False
 
     @property
     def latency_ms(self) -> float:
@@ -60,7 +62,8 @@ class AttemptRecord:
 @dataclass(frozen=True, slots=True)
 class DeliveryResult:
     """What a delivery round ended in. ``status`` is DELIVERED, RETRYING or FAILED; ``calls`` are the provider
-    calls made (none when every breaker was open: then the round does not count as an attempt)."""
+    calls made. A round counts as an attempt (uses up a retry) only if it made a call that was not a breaker
+    trial: none when every breaker was open, or when the only calls were failed half-open trials."""
 
     status: Status
     calls: list[AttemptRecord]
@@ -68,6 +71,10 @@ class DeliveryResult:
     provider_message_id: str | None = None
     error: str | None = None
     next_attempt_at: datetime | None = None
+
+    @property
+    def counts_as_attempt(self) -> bool:
+        return any(not c.breaker_trial for c in self.calls)
 
 
 @dataclass(frozen=True, slots=True)

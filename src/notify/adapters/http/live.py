@@ -5,8 +5,8 @@ on a WebSocket). Then optionally send ``{"action": "subscribe", "notification_id
 [...], "channels": [...]}``; each subscribe replaces the previous filter and is acknowledged with
 ``{"action": "subscribed", ...}``. Without one, every event of the key's tenant is sent. Each event is one
 text frame ``{"notification_id", "batch_id", "channel", "status", "previous_status", "attempt", "error",
-"provider", "timestamp"}``. A client that lets more than ``NOTIFY_WS_CLIENT_BUFFER`` events pile up is
-closed with code 1013 (try again later).
+"provider", "next_attempt_at", "timestamp"}``. A client that lets more than ``NOTIFY_WS_CLIENT_BUFFER``
+events pile up is closed with code 1013 (try again later).
 """
 
 from __future__ import annotations

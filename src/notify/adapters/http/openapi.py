@@ -119,6 +119,10 @@ class AttemptOut(_Out):
     http_status: int | None = Field(description="The provider's HTTP status, when it answered.")
     error: str | None
     latency_ms: float = Field(ge=0)
+    breaker_trial: bool = Field(
+        description="A half-open circuit breaker's trial call that failed: the provider was still down. "
+        "It does not use up one of the notification's retries."
+    )
 
 
 class AttemptListOut(_Out):
@@ -674,6 +678,7 @@ def _notification_operations() -> dict[tuple[Method, str], Operation]:
                                 "http_status": 200,
                                 "error": None,
                                 "latency_ms": 111.0,
+                                "breaker_trial": False,
                             }
                         ]
                     },
@@ -856,8 +861,8 @@ def _observability_operations() -> dict[tuple[Method, str], Operation]:
                     "what you receive (each subscribe replaces the last; without one, every event of your "
                     'tenant). Each event is one text frame: `{"notification_id", "batch_id", '
                     '"channel", "status", "previous_status", "attempt", "error", '
-                    '"provider", "timestamp"}`. A client that falls more than the buffer behind is '
-                    "closed with code 1013.",
+                    '"provider", "next_attempt_at", "timestamp"}` (`next_attempt_at` on `retrying` events). '
+                    "A client that falls more than the buffer behind is closed with code 1013.",
                     None,
                 ),
             ),

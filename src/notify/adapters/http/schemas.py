@@ -228,6 +228,7 @@ def attempt_json(a: AttemptRecord) -> dict[str, Any]:
         "http_status": a.http_status,
         "error": a.error,
         "latency_ms": round(a.latency_ms, 3),
+        "breaker_trial": a.breaker_trial,
     }
 
 

@@ -38,6 +38,7 @@ def decode_event(value: bytes | None) -> StatusEvent | None:
             provider=data.get("provider"),
             timestamp=str(data["timestamp"]),
             seq=int(data["seq"]),
+            next_attempt_at=data.get("next_attempt_at"),
         )
     except (ValueError, KeyError, TypeError):
         return None

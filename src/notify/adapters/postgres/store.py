@@ -348,7 +348,7 @@ class PgNotificationStore:
     async def _record_result(
         self, notification_id: UUID, claim: Claim, now: datetime, result: DeliveryResult
     ) -> bool:
-        counted = 1 if result.calls else 0
+        counted = 1 if result.counts_as_attempt else 0
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 """UPDATE notifications SET
@@ -381,8 +381,9 @@ class PgNotificationStore:
             if result.calls:
                 await conn.executemany(
                     """INSERT INTO delivery_attempts (notification_id, attempt, provider, started_at,
-                                                      finished_at, outcome, http_status, error, latency_ms)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+                                                      finished_at, outcome, http_status, error, latency_ms,
+                                                      breaker_trial)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
                     [
                         (
                             notification_id,
@@ -394,6 +395,7 @@ class PgNotificationStore:
                             c.http_status,
                             c.error and c.error[:2000],
                             c.latency_ms,
+                            c.breaker_trial,
                         )
                         for c in result.calls
                     ],
@@ -427,7 +429,8 @@ class PgNotificationStore:
             ):
                 return None
             rows = await conn.fetch(
-                """SELECT attempt, provider, started_at, finished_at, outcome, http_status, error
+                """SELECT attempt, provider, started_at, finished_at, outcome, http_status, error,
+                          breaker_trial
                      FROM delivery_attempts WHERE notification_id = $1 ORDER BY id""",
                 notification_id,
             )
@@ -440,6 +443,7 @@ class PgNotificationStore:
                 AttemptOutcome(r["outcome"]),
                 r["http_status"],
                 r["error"],
+                r["breaker_trial"],
             )
             for r in rows
         ]

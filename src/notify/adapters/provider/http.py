@@ -1,4 +1,4 @@
-"""A provider gateway reached over HTTP (DESIGN.md §5), with every outcome mapped to the errors tree."""
+"""A provider gateway reached over HTTP (docs/providers.md), with every outcome mapped to the errors tree."""
 
 from __future__ import annotations
 

@@ -120,7 +120,7 @@ class PrometheusDeliveryObserver:
         for call in result.calls:
             PROVIDER_CALLS.labels(channel, call.provider, call.outcome.value).inc()
             PROVIDER_LATENCY.labels(channel, call.provider).observe(call.latency_ms / 1000)
-        if result.calls:
+        if result.counts_as_attempt:
             ATTEMPTS.labels(channel).inc()
         if result.status is Status.RETRYING:
             RETRIES.labels(channel).inc()
