@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import count
+from typing import Any
 from uuid import UUID
 
 from notify.domain.errors import (
@@ -20,7 +21,7 @@ from notify.domain.errors import (
 )
 from notify.domain.events import StatusEvent
 from notify.domain.keys import ApiKey
-from notify.domain.model import Batch, Channel, Notification, Status, can_transition
+from notify.domain.model import REPLAYABLE, Batch, Channel, Notification, Status, can_transition, sources_of
 from notify.ports.provider import ProviderMessage, ProviderReceipt
 from notify.ports.stats import ChannelFigures
 from notify.ports.store import (
@@ -47,26 +48,98 @@ class FakeClock:
         self.current += timedelta(seconds=seconds)
 
 
+def _rfc3339(t: datetime) -> str:
+    """As the status-event trigger formats timestamps: UTC, microseconds, Z."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 class FakeStore:
-    """In-memory NotificationStore + Outbox following the same status machine as the real one."""
+    """In-memory NotificationStore + Outbox that behaves as the PostgreSQL one does, down to the status events
+    its trigger writes: tests/integration/test_store_contract.py runs the same scenarios against both."""
 
     def __init__(self) -> None:
         self.rows: dict[UUID, Notification] = {}
         self.leases: dict[UUID, Claim] = {}
-        self.outbox: list[OutboxRecord] = []
-        self.published_ids: set[int] = set()
+        self.enqueued_at: dict[UUID, datetime | None] = {}  # None: not waiting for a dispatch record
+        self.outbox: list[OutboxRecord] = []  # every record, status events included, in id order
+        self.published_at: dict[int, datetime] = {}
         self.ledger: dict[UUID, list[AttemptRecord]] = {}
-        self.parked: set[UUID] = set()
         self.paused: set[str] = set()
-        self.released: set[UUID] = set()
         self.batches: dict[UUID, Batch] = {}
+        self._ids = count(1)
 
-    # --- NotificationStore ---
+    # --- what the tests read ---
 
-    def _enqueue(self, n: Notification, now: datetime, kind: OutboxKind = OutboxKind.DISPATCH) -> None:
+    @property
+    def dispatches(self) -> list[OutboxRecord]:
+        """Dispatch and dead-letter records (no status events)."""
+        return [r for r in self.outbox if r.kind is not OutboxKind.STATUS]
+
+    @property
+    def status_events(self) -> list[dict[str, Any]]:
+        return [r.payload or {} for r in self.outbox if r.kind is OutboxKind.STATUS]
+
+    @property
+    def parked(self) -> set[UUID]:
+        return {
+            i for i, n in self.rows.items() if n.status is Status.PENDING and self.enqueued_at.get(i) is None
+        }
+
+    # --- helpers ---
+
+    def _record(
+        self, n: Notification, now: datetime, kind: OutboxKind, payload: dict[str, Any] | None = None
+    ) -> None:
         self.outbox.append(
-            OutboxRecord(len(self.outbox) + 1, n.id, n.priority, n.channel, n.correlation_id, now, kind)
+            OutboxRecord(
+                next(self._ids),
+                n.id,
+                n.priority,
+                n.channel,
+                n.correlation_id,
+                now,
+                kind,
+                payload,
+                n.trace_context,
+            )
         )
+
+    def _enqueue(self, n: Notification, now: datetime) -> None:
+        self.enqueued_at[n.id] = now
+        self._record(n, now, OutboxKind.DISPATCH)
+
+    def _store(self, new: Notification) -> Notification:
+        """Save ``new``; a status change writes its event, as the trigger does."""
+        old = self.rows.get(new.id)
+        self.rows[new.id] = new
+        if old is not None and old.status is not new.status:
+            self._record(
+                new,
+                new.updated_at,
+                OutboxKind.STATUS,
+                {
+                    "notification_id": str(new.id),
+                    "tenant_id": new.tenant_id,
+                    "batch_id": str(new.batch_id) if new.batch_id else None,
+                    "channel": new.channel.value,
+                    "status": new.status.value,
+                    "previous_status": old.status.value,
+                    "attempt": new.attempts + 1 if new.status is Status.PROCESSING else new.attempts,
+                    "error": new.error_message if new.status in (Status.RETRYING, Status.FAILED) else None,
+                    "provider": new.provider,
+                    "next_attempt_at": _rfc3339(new.next_attempt_at)
+                    if new.status is Status.RETRYING and new.next_attempt_at
+                    else None,
+                    "timestamp": _rfc3339(new.updated_at),
+                },
+            )
+        return new
+
+    def _mine(self, tenant_id: str, notification_id: UUID) -> Notification | None:
+        n = self.rows.get(notification_id)
+        return n if n and n.tenant_id == tenant_id else None
+
+    # --- NotificationStore: accepting and querying ---
 
     async def create(self, notifications: Sequence[Notification], batch: Batch | None = None) -> None:
         if (
@@ -82,10 +155,13 @@ class FakeStore:
         for n in notifications:
             if n.idempotency_key and (n.tenant_id, n.idempotency_key) in keys:
                 raise DuplicateIdempotencyKey("duplicate idempotency key")
+            if n.idempotency_key:
+                keys.add((n.tenant_id, n.idempotency_key))
         if batch is not None:
             self.batches[batch.id] = batch
         for n in notifications:
             self.rows[n.id] = n
+            self.enqueued_at[n.id] = None
             if n.status is Status.PENDING:
                 self._enqueue(n, n.created_at)
 
@@ -98,8 +174,8 @@ class FakeStore:
         return {
             n.idempotency_key
             for n in self.rows.values()
-            if n.tenant_id == tenant_id and n.idempotency_key in keys
-        }  # type: ignore[misc]
+            if n.tenant_id == tenant_id and n.idempotency_key is not None and n.idempotency_key in keys
+        }
 
     async def get_batch(self, tenant_id: str, batch_id: UUID) -> Batch | None:
         b = self.batches.get(batch_id)
@@ -121,102 +197,148 @@ class FakeStore:
         return counts
 
     async def get(self, tenant_id: str, notification_id: UUID) -> Notification | None:
-        n = self.rows.get(notification_id)
-        return n if n and n.tenant_id == tenant_id else None
+        return self._mine(tenant_id, notification_id)
 
     async def search(self, query: ListQuery) -> Page:
-        items = sorted(
-            (n for n in self.rows.values() if n.tenant_id == query.tenant_id),
-            key=lambda n: n.id,
-            reverse=True,
+        def matches(n: Notification) -> bool:
+            return (
+                n.tenant_id == query.tenant_id
+                and (query.status is None or n.status is query.status)
+                and (query.channel is None or n.channel is query.channel)
+                and (query.priority is None or n.priority is query.priority)
+                and (query.batch_id is None or n.batch_id == query.batch_id)
+                and (query.recipient is None or n.recipient == query.recipient)
+                and (query.date_from is None or n.created_at >= query.date_from)
+                and (query.date_to is None or n.created_at <= query.date_to)
+                and (query.after_id is None or n.id < query.after_id)
+            )
+
+        return self._page(
+            sorted(filter(matches, self.rows.values()), key=lambda n: n.id, reverse=True), query.page_size
         )
-        if query.status:
-            items = [n for n in items if n.status is query.status]
-        if query.after_id:
-            items = [n for n in items if n.id < query.after_id]
-        page = items[: query.page_size]
-        return Page(page, page[-1].id if len(items) > query.page_size else None)
+
+    @staticmethod
+    def _page(items: list[Notification], size: int) -> Page:
+        page = items[:size]
+        return Page(page, page[-1].id if len(items) > size else None)
 
     async def cancel(self, tenant_id: str, notification_id: UUID, now: datetime) -> Notification:
-        n = await self.get(tenant_id, notification_id)
+        n = self._mine(tenant_id, notification_id)
         if n is None:
             raise NotFound("not found")
         if not can_transition(n.status, Status.CANCELLED):
             raise IllegalTransition(n.status.value, Status.CANCELLED.value)
-        self.rows[n.id] = n.transition(Status.CANCELLED, now)
-        return self.rows[n.id]
+        return self._store(n.transition(Status.CANCELLED, now))
+
+    # --- the delivery ledger ---
 
     async def claim(self, notification_id: UUID, claim: Claim, now: datetime) -> Notification | None:
         n = self.rows.get(notification_id)
-        if n is None or n.status not in (Status.PENDING, Status.RETRYING):
+        if n is None or n.status not in sources_of(Status.PROCESSING):
             return None
-        if n.status is Status.RETRYING and n.next_attempt_at is not None and n.next_attempt_at > now:
+        if n.status is Status.RETRYING and (n.next_attempt_at is None or n.next_attempt_at > now):
             return None
         if n.expires_at is not None and n.expires_at <= now:
-            self.rows[n.id] = n.transition(Status.EXPIRED, now)
-            return self.rows[n.id]
-        self.rows[n.id] = n.transition(Status.PROCESSING, now, next_attempt_at=None)
+            self.leases.pop(n.id, None)
+            return self._store(n.transition(Status.EXPIRED, now, next_attempt_at=None))
         self.leases[n.id] = claim
-        return self.rows[n.id]
-
-    def _holds(self, notification_id: UUID, claim: Claim) -> bool:
-        n = self.rows.get(notification_id)
-        return n is not None and n.status is Status.PROCESSING and self.leases.get(notification_id) == claim
+        return self._store(n.transition(Status.PROCESSING, now, next_attempt_at=None))
 
     async def record_result(
         self, notification_id: UUID, claim: Claim, now: datetime, result: DeliveryResult
     ) -> bool:
-        if not self._holds(notification_id, claim):
+        n = self.rows.get(notification_id)
+        held = self.leases.get(notification_id)
+        if (
+            n is None
+            or n.status is not Status.PROCESSING
+            or held is None
+            or held.worker_id != claim.worker_id
+        ):
             return False
-        n = self.rows[notification_id]
-        self.rows[n.id] = n.transition(
-            result.status,
-            now,
-            attempts=n.attempts + (1 if result.counts_as_attempt else 0),
-            provider=result.provider or n.provider,
-            provider_message_id=result.provider_message_id,
-            error_message=result.error,
-            next_attempt_at=result.next_attempt_at,
-            sent_at=now if result.status is Status.DELIVERED else None,
-            failed_at=now if result.status is Status.FAILED else None,
+        self._store(
+            n.transition(
+                result.status,
+                now,
+                attempts=n.attempts + (1 if result.counts_as_attempt else 0),
+                provider=result.provider or n.provider,
+                provider_message_id=result.provider_message_id,
+                error_message=(result.error or None) and result.error[:2000],
+                next_attempt_at=result.next_attempt_at,
+                sent_at=now if result.status is Status.DELIVERED else None,
+                failed_at=now if result.status is Status.FAILED else None,
+            )
         )
-        self.ledger.setdefault(n.id, []).extend(result.calls)
+        del self.leases[notification_id]
+        if result.status is Status.RETRYING:
+            self.enqueued_at[notification_id] = None  # its dispatch record is written when it is released
+        self.ledger.setdefault(notification_id, []).extend(result.calls)
         if result.status is Status.FAILED:
-            self._enqueue(n, now, OutboxKind.DEAD_LETTER)
-        del self.leases[n.id]
+            self._record(self.rows[notification_id], now, OutboxKind.DEAD_LETTER)
         return True
 
     async def park(self, notification_id: UUID, now: datetime) -> None:
-        self.parked.add(notification_id)
+        n = self.rows.get(notification_id)
+        if n is not None and n.status is Status.PENDING:
+            self.enqueued_at[notification_id] = None
+            self.rows[notification_id] = replace(n, updated_at=now)
 
     async def attempts(self, tenant_id: str, notification_id: UUID) -> list[AttemptRecord] | None:
-        if await self.get(tenant_id, notification_id) is None:
+        if self._mine(tenant_id, notification_id) is None:
             return None
         return list(self.ledger.get(notification_id, []))
 
-    async def dead_letters(self, query: DeadLetterQuery) -> Page:
-        items = [
-            n for n in self.rows.values() if n.tenant_id == query.tenant_id and n.status is Status.FAILED
-        ]
-        return Page(sorted(items, key=lambda n: n.id, reverse=True)[: query.page_size], None)
+    # --- operator actions ---
 
-    async def replay(self, tenant_id: str, notification_id: UUID, now: datetime) -> Notification:
-        n = await self.get(tenant_id, notification_id)
-        if n is None:
-            raise NotFound("not found")
-        replayed = n.transition(
-            Status.PENDING, now, attempt_base=n.attempts, error_message=None, failed_at=None
+    def _dead(self, query: DeadLetterQuery) -> list[Notification]:
+        def matches(n: Notification) -> bool:
+            return (
+                n.tenant_id == query.tenant_id
+                and n.status is Status.FAILED
+                and (query.channel is None or n.channel is query.channel)
+                and (query.provider is None or n.provider == query.provider)
+                and (
+                    query.error_contains is None
+                    or query.error_contains.lower() in (n.error_message or "").lower()
+                )
+                and (query.date_from is None or (n.failed_at is not None and n.failed_at >= query.date_from))
+                and (query.date_to is None or (n.failed_at is not None and n.failed_at <= query.date_to))
+            )
+
+        return sorted(filter(matches, self.rows.values()), key=lambda n: n.id, reverse=True)
+
+    async def dead_letters(self, query: DeadLetterQuery) -> Page:
+        items = [n for n in self._dead(query) if query.after_id is None or n.id < query.after_id]
+        return self._page(items, query.page_size)
+
+    def _replay(self, n: Notification, now: datetime) -> Notification:
+        replayed = self._store(
+            n.transition(
+                Status.PENDING,
+                now,
+                attempt_base=n.attempts,
+                next_attempt_at=None,
+                error_message=None,
+                failed_at=None,
+            )
         )
-        self.rows[n.id] = replayed
         self._enqueue(replayed, now)
         return replayed
 
+    async def replay(self, tenant_id: str, notification_id: UUID, now: datetime) -> Notification:
+        n = self._mine(tenant_id, notification_id)
+        if n is None:
+            raise NotFound("not found")
+        if n.status not in REPLAYABLE:
+            raise IllegalTransition(n.status.value, Status.PENDING.value)
+        return self._replay(n, now)
+
     async def replay_dead_letters(self, query: DeadLetterQuery, now: datetime, dry_run: bool) -> int:
-        page = await self.dead_letters(query)
+        matched = self._dead(query)
         if not dry_run:
-            for n in page.items:
-                await self.replay(n.tenant_id, n.id, now)
-        return len(page.items)
+            for n in matched:
+                self._replay(n, now)
+        return len(matched)
 
     async def set_paused(self, channel: Channel | None, paused: bool, now: datetime) -> None:
         scope = channel.value if channel else "*"
@@ -230,70 +352,99 @@ class FakeStore:
     async def paused_channels(self) -> set[str]:
         return set(self.paused)
 
+    # --- sweeps ---
+
+    def _to_pending(self, picked: list[Notification], now: datetime) -> int:
+        for n in picked:
+            self.leases.pop(n.id, None)
+            moved = n if n.status is Status.PENDING else n.transition(Status.PENDING, now)
+            self._enqueue(self._store(replace(moved, updated_at=now)), now)
+        return len(picked)
+
+    async def release_due_scheduled(self, now: datetime, limit: int) -> int:
+        due = sorted(
+            (
+                n
+                for n in self.rows.values()
+                if n.status is Status.SCHEDULED and n.scheduled_at is not None and n.scheduled_at <= now
+            ),
+            key=lambda n: n.scheduled_at or now,
+        )
+        return self._to_pending(due[:limit], now)
+
+    async def recover_expired_leases(self, now: datetime, limit: int) -> int:
+        dead = sorted(
+            (
+                n
+                for n in self.rows.values()
+                if n.status is Status.PROCESSING and self.leases[n.id].lease_until < now
+            ),
+            key=lambda n: self.leases[n.id].lease_until,
+        )
+        return self._to_pending(dead[:limit], now)
+
     async def release_due_retries(self, now: datetime, limit: int, stale_before: datetime) -> int:
-        due = [
-            n
-            for n in self.rows.values()
-            if n.status is Status.RETRYING
-            and n.next_attempt_at
-            and n.next_attempt_at <= now
-            and n.id not in self.released
-        ][:limit]
+        def released_at(n: Notification) -> datetime | None:
+            return self.enqueued_at.get(n.id)
+
+        due = sorted(
+            (
+                n
+                for n in self.rows.values()
+                if n.status is Status.RETRYING
+                and n.next_attempt_at is not None
+                and n.next_attempt_at <= now
+                and ((at := released_at(n)) is None or at < stale_before)
+            ),
+            key=lambda n: n.next_attempt_at or now,
+        )[:limit]
         for n in due:
-            self.released.add(n.id)
             self._enqueue(n, now)
         return len(due)
 
     async def requeue_parked(self, now: datetime, limit: int) -> int:
-        if "*" in self.paused:
-            return 0
-        ready = [i for i in self.parked if self.rows[i].channel.value not in self.paused][:limit]
-        for i in ready:
-            self.parked.discard(i)
-            self._enqueue(self.rows[i], now)
-        return len(ready)
-
-    async def release_due_scheduled(self, now: datetime, limit: int) -> int:
-        due = [
-            n
-            for n in self.rows.values()
-            if n.status is Status.SCHEDULED and n.scheduled_at is not None and n.scheduled_at <= now
-        ][:limit]
-        for n in due:
-            self.rows[n.id] = n.transition(Status.PENDING, now)
-            self._enqueue(n, now)
-        return len(due)
-
-    async def recover_expired_leases(self, now: datetime, limit: int) -> int:
-        dead = [
-            n
-            for n in self.rows.values()
-            if n.status is Status.PROCESSING and self.leases[n.id].lease_until < now
-        ][:limit]
-        for n in dead:
-            self.rows[n.id] = n.transition(Status.PENDING, now)
-            del self.leases[n.id]
-            self._enqueue(n, now)
-        return len(dead)
+        ready = [
+            self.rows[i]
+            for i in sorted(self.parked)
+            if "*" not in self.paused and self.rows[i].channel.value not in self.paused
+        ]
+        return self._to_pending(ready[:limit], now)
 
     async def requeue_stale_pending(self, older_than: datetime, now: datetime, limit: int) -> int:
-        return 0
+        stale = sorted(
+            (
+                n
+                for n in self.rows.values()
+                if n.status is Status.PENDING
+                and (at := self.enqueued_at.get(n.id)) is not None
+                and at < older_than
+            ),
+            key=lambda n: self.enqueued_at[n.id] or now,
+        )
+        return self._to_pending(stale[:limit], now)
 
     # --- Outbox ---
 
     async def relay_batch(self, limit: int, publish: Publish, now: datetime) -> int:
-        batch = [r for r in self.outbox if r.id not in self.published_ids][:limit]
+        waiting = [r for r in self.outbox if r.id not in self.published_at]
+        batch = [r for r in waiting if r.kind is not OutboxKind.STATUS][:limit]
+        batch += [r for r in waiting if r.kind is OutboxKind.STATUS][:limit]
         if not batch:
             return 0
         await publish(batch)
-        self.published_ids.update(r.id for r in batch)
+        for r in batch:
+            self.published_at[r.id] = now
         return len(batch)
 
     async def purge_published(self, older_than: datetime) -> int:
-        return 0
+        gone = {i for i, at in self.published_at.items() if at < older_than}
+        self.outbox = [r for r in self.outbox if r.id not in gone]
+        for i in gone:
+            del self.published_at[i]
+        return len(gone)
 
     async def backlog(self) -> int:
-        return len([r for r in self.outbox if r.id not in self.published_ids])
+        return sum(1 for r in self.outbox if r.id not in self.published_at)
 
 
 class FakePublisher:

@@ -525,7 +525,7 @@ class TestRetriesAndFailover:
         assert failed.status is Status.FAILED and "retries exhausted after 4 attempts" in (
             failed.error_message or ""
         )
-        assert [r.kind for r in store.outbox] == [OutboxKind.DISPATCH, OutboxKind.DEAD_LETTER]
+        assert [r.kind for r in store.dispatches] == [OutboxKind.DISPATCH, OutboxKind.DEAD_LETTER]
 
     async def test_replay_brings_fresh_retries_and_keeps_history(self) -> None:
         store, clock = FakeStore(), FakeClock()

@@ -428,8 +428,16 @@ class TestTraceContexts:
 # --- Prometheus ---------------------------------------------------------------------------------------------
 
 
-def sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+def sample(name: str, *, missing: float | None = None, **labels: str) -> float:
+    """A sample's value. One that is not exported fails the test, unless ``missing`` says what its absence
+    means here (a labelled child never touched yet); the metric family must exist either way."""
+    family = name.removesuffix("_total").removesuffix("_count").removesuffix("_sum")
+    assert any(m.name == family for m in REGISTRY.collect()), f"no metric {family}"
+    value = REGISTRY.get_sample_value(name, labels)
+    if value is None:
+        assert missing is not None, f"{name}{labels} is not exported"
+        return missing
+    return value
 
 
 def notification(clock: FakeClock, channel: Channel = Channel.SMS, **changes: object) -> Notification:
@@ -467,10 +475,10 @@ class TestPrometheusDeliveryObserver:
             provider=secondary,
         )
         before = {
-            "latency_count": sample("notify_delivery_latency_seconds_count", channel="sms"),
-            "latency_sum": sample("notify_delivery_latency_seconds_sum", channel="sms"),
-            "attempts": sample("notify_delivery_attempts_total", channel="sms"),
-            "retries": sample("notify_delivery_retries_total", channel="sms"),
+            "latency_count": sample("notify_delivery_latency_seconds_count", missing=0, channel="sms"),
+            "latency_sum": sample("notify_delivery_latency_seconds_sum", missing=0, channel="sms"),
+            "attempts": sample("notify_delivery_attempts_total", missing=0, channel="sms"),
+            "retries": sample("notify_delivery_retries_total", missing=0, channel="sms"),
         }
         PrometheusDeliveryObserver().round_finished(n, result, clock.now() + timedelta(seconds=2.5))
         assert sample("notify_delivery_latency_seconds_count", channel="sms") == before["latency_count"] + 1
@@ -479,19 +487,22 @@ class TestPrometheusDeliveryObserver:
         )
         assert sample("notify_deliveries_total", channel="sms", provider=primary, outcome="transient") == 1
         assert sample("notify_deliveries_total", channel="sms", provider=secondary, outcome="delivered") == 1
-        assert sample("notify_deliveries_total", channel="sms", provider=primary, outcome="delivered") == 0
+        assert (
+            sample("notify_deliveries_total", missing=0, channel="sms", provider=primary, outcome="delivered")
+            == 0
+        )
         assert sample("notify_provider_call_duration_seconds_count", channel="sms", provider=primary) == 1
         assert sample("notify_provider_call_duration_seconds_sum", channel="sms", provider=primary) == (
             pytest.approx(0.04)
         )
         assert sample("notify_delivery_attempts_total", channel="sms") == before["attempts"] + 1  # one round
-        assert sample("notify_delivery_retries_total", channel="sms") == before["retries"]
+        assert sample("notify_delivery_retries_total", missing=0, channel="sms") == before["retries"]
 
     def test_latency_of_a_scheduled_notification_counts_from_when_it_was_due(self) -> None:
         clock = FakeClock()
         n = notification(clock, Channel.PUSH, scheduled_at=clock.now() + timedelta(seconds=60))
         result = DeliveryResult(Status.DELIVERED, [call("gw", AttemptOutcome.DELIVERED, clock.now())])
-        before = sample("notify_delivery_latency_seconds_sum", channel="push")
+        before = sample("notify_delivery_latency_seconds_sum", missing=0, channel="push")
         PrometheusDeliveryObserver().round_finished(n, result, clock.now() + timedelta(seconds=61))
         assert sample("notify_delivery_latency_seconds_sum", channel="push") == pytest.approx(before + 1)
 
@@ -506,26 +517,26 @@ class TestPrometheusDeliveryObserver:
             error="HTTP 503",
             next_attempt_at=clock.now() + timedelta(seconds=1),
         )
-        retries = sample("notify_delivery_retries_total", channel="email")
-        latency = sample("notify_delivery_latency_seconds_count", channel="email")
+        retries = sample("notify_delivery_retries_total", missing=0, channel="email")
+        latency = sample("notify_delivery_latency_seconds_count", missing=0, channel="email")
         PrometheusDeliveryObserver().round_finished(n, result, clock.now())
         assert sample("notify_delivery_retries_total", channel="email") == retries + 1
-        assert sample("notify_delivery_latency_seconds_count", channel="email") == latency
+        assert sample("notify_delivery_latency_seconds_count", missing=0, channel="email") == latency
         assert sample("notify_deliveries_total", channel="email", provider=provider, outcome="transient") == 1
 
     def test_every_breaker_open_is_a_retry_but_not_an_attempt(self) -> None:
         clock = FakeClock()
         n = notification(clock, Channel.EMAIL)
         result = DeliveryResult(Status.RETRYING, [], error="every provider's circuit breaker is open")
-        retries = sample("notify_delivery_retries_total", channel="email")
-        attempts = sample("notify_delivery_attempts_total", channel="email")
+        retries = sample("notify_delivery_retries_total", missing=0, channel="email")
+        attempts = sample("notify_delivery_attempts_total", missing=0, channel="email")
         PrometheusDeliveryObserver().round_finished(n, result, clock.now())
         assert sample("notify_delivery_retries_total", channel="email") == retries + 1
-        assert sample("notify_delivery_attempts_total", channel="email") == attempts
+        assert sample("notify_delivery_attempts_total", missing=0, channel="email") == attempts
 
     def test_limiter_wait_is_observed_per_channel(self) -> None:
-        count = sample("notify_rate_limiter_wait_seconds_count", channel="sms")
-        total = sample("notify_rate_limiter_wait_seconds_sum", channel="sms")
+        count = sample("notify_rate_limiter_wait_seconds_count", missing=0, channel="sms")
+        total = sample("notify_rate_limiter_wait_seconds_sum", missing=0, channel="sms")
         PrometheusDeliveryObserver().limiter_waited("sms", 0.3)
         assert sample("notify_rate_limiter_wait_seconds_count", channel="sms") == count + 1
         assert sample("notify_rate_limiter_wait_seconds_sum", channel="sms") == pytest.approx(total + 0.3)

@@ -68,6 +68,11 @@ ALLOWED_TRANSITIONS: Mapping[Status, frozenset[Status]] = {
 }
 
 
+# What a replay may re-queue: a notification that ended without being delivered. Not one in flight (it
+# would be sent twice), not one waiting anyway, not a cancelled one.
+REPLAYABLE = frozenset({Status.FAILED, Status.EXPIRED})
+
+
 def can_transition(current: Status, target: Status) -> bool:
     return target in ALLOWED_TRANSITIONS[current]
 

@@ -17,7 +17,7 @@ import asyncpg
 from notify.adapters.telemetry.tracing import span_in
 from notify.domain.errors import DuplicateIdempotencyKey, IllegalTransition, NotFound
 from notify.domain.ids import highest_id_at, lowest_id_at
-from notify.domain.model import Batch, Channel, Notification, Priority, Status, sources_of
+from notify.domain.model import REPLAYABLE, Batch, Channel, Notification, Priority, Status, sources_of
 from notify.ports.store import (
     AttemptOutcome,
     AttemptRecord,
@@ -509,7 +509,7 @@ class PgNotificationStore:
                 now,
                 notification_id,
                 tenant_id,
-                _statuses(Status.PENDING),
+                sorted(s.value for s in REPLAYABLE),
             )
             if row is None:
                 current = await conn.fetchval(

@@ -1,0 +1,551 @@
+"""One contract for the store, run against both implementations: the hand-written fake the app tests use and
+PostgreSQL. A scenario that passes on one and fails on the other is a fake that lies (or a store that does).
+
+Everything goes through the ports (NotificationStore, Outbox); what a scenario checks is what the app relies
+on: statuses, fields, the outbox records (dispatch, dead letter, and the status events PostgreSQL writes in
+a trigger), filters and paging.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from notify.adapters.postgres.store import PgNotificationStore, PgOutbox
+from notify.app.notifications import NewNotification, NotificationService
+from notify.domain.errors import DuplicateIdempotencyKey, IllegalTransition, NotFound
+from notify.domain.ids import uuid7_at
+from notify.domain.model import Batch, Channel, Notification, Priority, Status
+from notify.ports.store import (
+    AttemptOutcome,
+    AttemptRecord,
+    Claim,
+    DeadLetterQuery,
+    DeliveryResult,
+    ListQuery,
+    NotificationStore,
+    Outbox,
+    OutboxKind,
+    OutboxRecord,
+)
+from tests.fakes import FakeClock, FakeStore
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class Kit:
+    store: NotificationStore
+    outbox: Outbox
+    clock: FakeClock
+    service: NotificationService
+    unread: list[OutboxRecord] = field(default_factory=list)
+
+    async def sms(self, tenant: str = "t1", **fields: Any) -> Notification:
+        """Accepted through the real use case; a millisecond later than the one before (ids are ordered)."""
+        values: dict[str, Any] = {"channel": Channel.SMS, "recipient": "+14155550123", "content": "hi"}
+        values.update(fields)
+        self.clock.advance(0.001)
+        return await self.service.create(tenant, NewNotification(**values))
+
+    def draft(self, tenant: str = "t1", **fields: Any) -> Notification:
+        """A notification not stored yet, built by hand (for what the use case would refuse to build)."""
+        self.clock.advance(0.001)
+        now = self.clock.now()
+        values: dict[str, Any] = {
+            "id": uuid7_at(now),
+            "tenant_id": tenant,
+            "channel": Channel.PUSH,
+            "recipient": "tok",
+            "content": "x",
+            "priority": Priority.NORMAL,
+            "status": Status.PENDING,
+            "created_at": now,
+            "updated_at": now,
+        }
+        values.update(fields)
+        return Notification(**values)
+
+    async def drain(self) -> list[OutboxRecord]:
+        """Every record not yet published, as the relay publishes them (marking them published)."""
+        sent: list[OutboxRecord] = []
+
+        async def publish(records: Sequence[OutboxRecord]) -> None:
+            sent.extend(records)
+
+        while await self.outbox.relay_batch(100, publish, self.clock.now()):
+            pass
+        self.unread += sent
+        return sent
+
+    async def events(self) -> list[tuple[str, str, str, int]]:
+        """Status events published since the last call: (notification, previous status, status, attempt)."""
+        await self.drain()
+        events = [r for r in self.unread if r.kind is OutboxKind.STATUS]
+        self.unread = [r for r in self.unread if r.kind is not OutboxKind.STATUS]
+        return [
+            (str(p["notification_id"]), p["previous_status"], p["status"], p["attempt"])
+            for r in events
+            if (p := r.payload) is not None
+        ]
+
+    async def dispatched(self) -> list[tuple[UUID, OutboxKind]]:
+        """Dispatch and dead-letter records published since the last call."""
+        await self.drain()
+        records = [r for r in self.unread if r.kind is not OutboxKind.STATUS]
+        self.unread = [r for r in self.unread if r.kind is OutboxKind.STATUS]
+        return [(r.notification_id, r.kind) for r in records]
+
+    def forget(self) -> None:
+        self.unread = []
+
+
+@pytest.fixture(params=["fake", "postgres"])
+def kit(request: pytest.FixtureRequest) -> Kit:
+    clock = FakeClock(T0)
+    if request.param == "fake":
+        fake = FakeStore()
+        store: NotificationStore = fake
+        outbox: Outbox = fake
+    else:
+        pool = request.getfixturevalue("pool")  # a fresh migrated database
+        store, outbox = PgNotificationStore(pool), PgOutbox(pool)
+    return Kit(store, outbox, clock, NotificationService(store, clock))
+
+
+def claim(worker: str = "w1", lease_s: float = 30) -> Claim:
+    return Claim(worker, T0 + timedelta(days=1, seconds=lease_s))
+
+
+def attempt(outcome: AttemptOutcome, n: int = 1, *, trial: bool = False, at: datetime = T0) -> AttemptRecord:
+    return AttemptRecord(
+        n,
+        "gw",
+        at,
+        at + timedelta(milliseconds=20),
+        outcome,
+        503 if outcome is not AttemptOutcome.DELIVERED else None,
+        None if outcome is AttemptOutcome.DELIVERED else "HTTP 503",
+        breaker_trial=trial,
+    )
+
+
+# --- accepting and reading ----------------------------------------------------------------------------------
+
+
+async def test_create_get_and_tenant_isolation(kit: Kit) -> None:
+    n = await kit.sms(idempotency_key="k1", metadata={"a": 1})
+    got = await kit.store.get("t1", n.id)
+    assert got == n
+    assert await kit.store.get("other", n.id) is None
+    assert await kit.store.find_by_idempotency_key("t1", "k1") == n
+    assert await kit.store.find_by_idempotency_key("other", "k1") is None
+    assert await kit.store.used_idempotency_keys("t1", ["k1", "k2"]) == {"k1"}
+    assert await kit.dispatched() == [(n.id, OutboxKind.DISPATCH)]
+    assert await kit.events() == []  # creating is not a transition
+
+
+async def test_an_idempotency_key_is_taken_once_per_tenant(kit: Kit) -> None:
+    first = await kit.sms(idempotency_key="same")
+    duplicate = kit.draft(idempotency_key="same")  # a concurrent duplicate that got past the lookup
+    with pytest.raises(DuplicateIdempotencyKey):
+        await kit.store.create([duplicate])
+    assert await kit.outbox.backlog() == 1  # nothing of the refused one was written
+    assert await kit.sms("t2", idempotency_key="same")  # another tenant's key space
+    assert await kit.store.find_by_idempotency_key("t1", "same") == first
+
+
+async def test_a_batch_is_stored_whole_with_its_counts(kit: Kit) -> None:
+    batch_id = uuid7_at(T0)
+    batch = Batch(batch_id, "t1", 3, T0, idempotency_key="b1")
+    items = [kit.draft(batch_id=batch_id, recipient=f"tok{i}") for i in range(3)]
+    await kit.store.create(items, batch)
+    assert await kit.store.get_batch("t1", batch.id) == batch
+    assert await kit.store.get_batch("t2", batch.id) is None
+    assert await kit.store.find_batch_by_idempotency_key("t1", "b1") == batch
+    assert [n.id for n in await kit.store.batch_notifications(batch)] == sorted(n.id for n in items)
+    assert await kit.store.batch_counts(batch.id) == {Status.PENDING: 3}
+    again = Batch(uuid7_at(T0), "t1", 1, T0, idempotency_key="b1")
+    with pytest.raises(DuplicateIdempotencyKey) as raised:
+        await kit.store.create([kit.draft(batch_id=again.id)], again)
+    assert raised.value.batch
+    assert await kit.outbox.backlog() == 3
+
+
+async def test_search_filters_and_pages_newest_first(kit: Kit) -> None:
+    made: list[Notification] = []
+    for i in range(6):
+        kit.clock.advance(60)
+        made.append(
+            await kit.sms(
+                channel=Channel.EMAIL if i % 2 else Channel.SMS,
+                recipient=f"u{i}@example.com" if i % 2 else "+14155550123",
+                priority=Priority.HIGH if i < 3 else Priority.LOW,
+            )
+        )
+    await kit.sms("t2")
+    await kit.store.cancel("t1", made[0].id, kit.clock.now())
+
+    async def ids(**filters: Any) -> list[UUID]:
+        return [n.id for n in (await kit.store.search(ListQuery("t1", **filters))).items]
+
+    newest_first = [n.id for n in reversed(made)]
+    assert await ids() == newest_first
+    assert await ids(channel=Channel.EMAIL) == [made[5].id, made[3].id, made[1].id]
+    assert await ids(priority=Priority.HIGH) == [made[2].id, made[1].id, made[0].id]
+    assert await ids(status=Status.CANCELLED) == [made[0].id]
+    assert await ids(recipient="u3@example.com") == [made[3].id]
+    assert await ids(date_from=made[2].created_at, date_to=made[4].created_at) == [
+        made[4].id,
+        made[3].id,
+        made[2].id,
+    ]
+    first = await kit.store.search(ListQuery("t1", page_size=4))
+    assert [n.id for n in first.items] == newest_first[:4] and first.next_after_id == made[2].id
+    rest = await kit.store.search(ListQuery("t1", page_size=4, after_id=first.next_after_id))
+    assert [n.id for n in rest.items] == newest_first[4:] and rest.next_after_id is None
+
+
+# --- cancel ----------------------------------------------------------------------------------------------
+
+
+async def test_cancel_from_pending_scheduled_and_retrying_only(kit: Kit) -> None:
+    pending = await kit.sms()
+    scheduled = await kit.sms(scheduled_at=T0 + timedelta(hours=1))
+    retrying = await kit.sms()
+    await kit.store.claim(retrying.id, claim(), kit.clock.now())
+    await kit.store.record_result(
+        retrying.id,
+        claim(),
+        kit.clock.now(),
+        DeliveryResult(
+            Status.RETRYING,
+            [attempt(AttemptOutcome.TRANSIENT)],
+            provider="gw",
+            error="HTTP 503",
+            next_attempt_at=T0 + timedelta(seconds=5),
+        ),
+    )
+    delivered = await kit.sms()
+    await kit.store.claim(delivered.id, claim(), kit.clock.now())
+    await kit.store.record_result(
+        delivered.id,
+        claim(),
+        kit.clock.now(),
+        DeliveryResult(
+            Status.DELIVERED, [attempt(AttemptOutcome.DELIVERED)], provider="gw", provider_message_id="m"
+        ),
+    )
+    await kit.events()
+    kit.clock.advance(1)
+    for n in (pending, scheduled, retrying):
+        cancelled = await kit.store.cancel("t1", n.id, kit.clock.now())
+        assert (cancelled.status, cancelled.updated_at) == (Status.CANCELLED, kit.clock.now())
+    with pytest.raises(IllegalTransition):
+        await kit.store.cancel("t1", delivered.id, kit.clock.now())
+    with pytest.raises(NotFound):
+        await kit.store.cancel("t2", pending.id, kit.clock.now())
+    assert await kit.events() == [
+        (str(pending.id), "pending", "cancelled", 0),
+        (str(scheduled.id), "scheduled", "cancelled", 0),
+        (str(retrying.id), "retrying", "cancelled", 1),
+    ]
+    assert await kit.store.claim(pending.id, claim(), kit.clock.now()) is None  # never sent after a cancel
+
+
+# --- the delivery ledger -----------------------------------------------------------------------------------
+
+
+async def test_a_claim_is_exclusive_and_only_the_current_claim_stores_the_outcome(kit: Kit) -> None:
+    n = await kit.sms()
+    mine = await kit.store.claim(n.id, claim("w1"), kit.clock.now())
+    assert mine is not None and mine.status is Status.PROCESSING
+    assert (
+        await kit.store.claim(n.id, claim("w2"), kit.clock.now()) is None
+    )  # a duplicate record, a second worker
+    lost = DeliveryResult(Status.DELIVERED, [attempt(AttemptOutcome.DELIVERED)], provider="gw")
+    assert not await kit.store.record_result(n.id, claim("w2"), kit.clock.now(), lost)
+    kit.clock.advance(2)
+    ok = DeliveryResult(
+        Status.DELIVERED, [attempt(AttemptOutcome.DELIVERED)], provider="gw", provider_message_id="m-1"
+    )
+    assert await kit.store.record_result(n.id, claim("w1"), kit.clock.now(), ok)
+    stored = await kit.store.get("t1", n.id)
+    assert stored is not None
+    assert (stored.status, stored.attempts, stored.provider, stored.provider_message_id, stored.sent_at) == (
+        Status.DELIVERED,
+        1,
+        "gw",
+        "m-1",
+        kit.clock.now(),
+    )
+    assert not await kit.store.record_result(n.id, claim("w1"), kit.clock.now(), ok)  # once only
+    assert await kit.events() == [
+        (str(n.id), "pending", "processing", 1),
+        (str(n.id), "processing", "delivered", 1),
+    ]
+    assert await kit.store.attempts("t1", n.id) == ok.calls
+    assert await kit.store.attempts("t2", n.id) is None
+
+
+async def test_retry_then_failure_counts_attempts_but_not_breaker_trials(kit: Kit) -> None:
+    n = await kit.sms()  # normal: the store keeps whatever the policy decided
+    due = T0 + timedelta(seconds=3)
+    await kit.store.claim(n.id, claim(), kit.clock.now())
+    retry = DeliveryResult(
+        Status.RETRYING,
+        [attempt(AttemptOutcome.TRANSIENT)],
+        provider="gw",
+        error="HTTP 503",
+        next_attempt_at=due,
+    )
+    assert await kit.store.record_result(n.id, claim(), kit.clock.now(), retry)
+    assert await kit.store.claim(n.id, claim(), kit.clock.now()) is None  # not due yet
+    kit.clock.advance(3)
+    assert await kit.store.claim(n.id, claim(), kit.clock.now()) is not None
+    trial = DeliveryResult(
+        Status.RETRYING,
+        [attempt(AttemptOutcome.TRANSIENT, 2, trial=True)],
+        provider="gw",
+        error="breaker trial failed",
+        next_attempt_at=kit.clock.now() + timedelta(seconds=30),
+    )
+    assert await kit.store.record_result(n.id, claim(), kit.clock.now(), trial)
+    waiting = await kit.store.get("t1", n.id)
+    assert waiting is not None and waiting.attempts == 1  # the trial used no retry
+    kit.clock.advance(30)
+    assert await kit.store.claim(n.id, claim(), kit.clock.now()) is not None
+    failed = DeliveryResult(
+        Status.FAILED, [attempt(AttemptOutcome.PERMANENT, 2)], provider="gw", error="HTTP 400"
+    )
+    assert await kit.store.record_result(n.id, claim(), kit.clock.now(), failed)
+    final = await kit.store.get("t1", n.id)
+    assert final is not None
+    assert (final.status, final.attempts, final.error_message, final.failed_at, final.next_attempt_at) == (
+        Status.FAILED,
+        2,
+        "HTTP 400",
+        kit.clock.now(),
+        None,
+    )
+    ledger = await kit.store.attempts("t1", n.id)
+    assert ledger is not None and [(a.attempt, a.breaker_trial) for a in ledger] == [
+        (1, False),
+        (2, True),
+        (2, False),
+    ]
+    records = await kit.drain()
+    events = [r.payload for r in records if r.kind is OutboxKind.STATUS and r.payload]
+    assert [(e["status"], e["attempt"], e["error"]) for e in events] == [
+        ("processing", 1, None),
+        ("retrying", 1, "HTTP 503"),
+        ("processing", 2, None),
+        ("retrying", 1, "breaker trial failed"),
+        ("processing", 2, None),
+        ("failed", 2, "HTTP 400"),
+    ]
+    assert events[1]["next_attempt_at"] == "2026-03-01T09:00:03.000000Z"
+    assert {e["tenant_id"] for e in events} == {"t1"} and {e["channel"] for e in events} == {"sms"}
+    assert [(r.notification_id, r.kind) for r in records if r.kind is not OutboxKind.STATUS] == [
+        (n.id, OutboxKind.DISPATCH),
+        (n.id, OutboxKind.DEAD_LETTER),
+    ]
+
+
+async def test_a_notification_past_its_expiry_is_expired_by_the_claim(kit: Kit) -> None:
+    n = await kit.sms(expires_at=T0 + timedelta(minutes=1))
+    kit.clock.advance(61)
+    expired = await kit.store.claim(n.id, claim(), kit.clock.now())
+    assert expired is not None and expired.status is Status.EXPIRED
+    await kit.drain()
+    kit.forget()
+    assert await kit.store.claim(n.id, claim(), kit.clock.now()) is None
+
+
+# --- operator actions --------------------------------------------------------------------------------------
+
+
+async def _fail(kit: Kit, n: Notification, provider: str, error: str) -> None:
+    await kit.store.claim(n.id, claim(), kit.clock.now())
+    result = DeliveryResult(
+        Status.FAILED, [attempt(AttemptOutcome.PERMANENT)], provider=provider, error=error
+    )
+    assert await kit.store.record_result(n.id, claim(), kit.clock.now(), result)
+
+
+async def test_dead_letters_filter_page_and_replay(kit: Kit) -> None:
+    a = await kit.sms()
+    b = await kit.sms(channel=Channel.EMAIL, recipient="a@example.com")
+    c = await kit.sms()
+    await _fail(kit, a, "gw-a", "HTTP 400: Bad Number")
+    kit.clock.advance(60)
+    await _fail(kit, b, "gw-b", "retries exhausted after 4 attempts: HTTP 503")
+    kit.clock.advance(60)
+    await _fail(kit, c, "gw-a", "retries EXHAUSTED after 4 attempts: timeout")
+    await kit.sms()  # not failed
+    await _fail(kit, await kit.sms("t2"), "gw-a", "HTTP 400")
+
+    async def ids(**filters: Any) -> list[UUID]:
+        return [n.id for n in (await kit.store.dead_letters(DeadLetterQuery("t1", **filters))).items]
+
+    assert await ids() == [c.id, b.id, a.id]
+    assert await ids(channel=Channel.EMAIL) == [b.id]
+    assert await ids(provider="gw-a") == [c.id, a.id]
+    assert await ids(error_contains="exhausted") == [c.id, b.id]
+    assert await ids(date_from=T0 + timedelta(seconds=30), date_to=T0 + timedelta(seconds=90)) == [b.id]
+    first = await kit.store.dead_letters(DeadLetterQuery("t1", page_size=2))
+    assert [n.id for n in first.items] == [c.id, b.id] and first.next_after_id == b.id
+    rest = await kit.store.dead_letters(DeadLetterQuery("t1", page_size=2, after_id=b.id))
+    assert [n.id for n in rest.items] == [a.id] and rest.next_after_id is None
+
+    query = DeadLetterQuery("t1", error_contains="exhausted")
+    assert await kit.store.replay_dead_letters(query, kit.clock.now(), dry_run=True) == 2
+    assert await ids() == [c.id, b.id, a.id]  # a dry run changes nothing
+    await kit.drain()
+    kit.forget()
+    assert await kit.store.replay_dead_letters(query, kit.clock.now(), dry_run=False) == 2
+    assert await ids() == [a.id]
+    replayed = await kit.store.get("t1", b.id)
+    assert replayed is not None
+    assert (replayed.status, replayed.attempt_base, replayed.error_message, replayed.failed_at) == (
+        Status.PENDING,
+        1,
+        None,
+        None,
+    )
+    assert sorted(await kit.dispatched()) == sorted(
+        [(b.id, OutboxKind.DISPATCH), (c.id, OutboxKind.DISPATCH)]
+    )
+
+
+async def test_replay_is_for_failed_and_expired_only(kit: Kit) -> None:
+    failed = await kit.sms()
+    await _fail(kit, failed, "gw", "HTTP 400")
+    expired = await kit.sms(expires_at=T0 + timedelta(seconds=1))
+    kit.clock.advance(2)
+    await kit.store.claim(expired.id, claim(), kit.clock.now())
+    in_flight = await kit.sms()
+    await kit.store.claim(in_flight.id, claim(), kit.clock.now())
+    pending = await kit.sms()
+    scheduled = await kit.sms(scheduled_at=kit.clock.now() + timedelta(hours=1))
+    for n in (failed, expired):
+        assert (await kit.store.replay("t1", n.id, kit.clock.now())).status is Status.PENDING
+    for n in (in_flight, pending, scheduled, failed):  # failed: now pending again
+        with pytest.raises(IllegalTransition):
+            await kit.store.replay("t1", n.id, kit.clock.now())
+    with pytest.raises(NotFound):
+        await kit.store.replay("t2", expired.id, kit.clock.now())
+    still = await kit.store.get("t1", in_flight.id)
+    assert still is not None and still.status is Status.PROCESSING
+
+
+async def test_pause_resume_park_and_requeue(kit: Kit) -> None:
+    await kit.store.set_paused(Channel.SMS, True, kit.clock.now())
+    assert await kit.store.paused_channels() == {"sms"}
+    n = await kit.sms()
+    await kit.drain()
+    kit.forget()
+    await kit.store.park(n.id, kit.clock.now())
+    assert await kit.store.requeue_parked(kit.clock.now(), 10) == 0  # still paused
+    await kit.store.set_paused(None, True, kit.clock.now())
+    await kit.store.set_paused(Channel.SMS, False, kit.clock.now())
+    assert await kit.store.paused_channels() == {"*"}  # everything is still paused
+    assert await kit.store.requeue_parked(kit.clock.now(), 10) == 0
+    await kit.store.set_paused(None, False, kit.clock.now())
+    assert await kit.store.paused_channels() == set()
+    assert await kit.store.requeue_parked(kit.clock.now(), 10) == 1
+    assert await kit.store.requeue_parked(kit.clock.now(), 10) == 0  # once
+    assert await kit.dispatched() == [(n.id, OutboxKind.DISPATCH)]
+    assert await kit.events() == []  # parked and requeued, but pending all along
+
+
+# --- sweeps ------------------------------------------------------------------------------------------------
+
+
+async def test_sweeps_release_scheduled_recover_leases_and_requeue_what_was_lost(kit: Kit) -> None:
+    later = await kit.sms(scheduled_at=T0 + timedelta(seconds=10))
+    held = await kit.sms()
+    await kit.store.claim(held.id, Claim("dead-worker", T0 + timedelta(seconds=5)), kit.clock.now())
+    stale = await kit.sms()
+    await kit.drain()
+    kit.forget()
+    kit.clock.advance(11)
+    now = kit.clock.now()
+    assert await kit.store.release_due_scheduled(now, 10) == 1
+    assert await kit.store.recover_expired_leases(now, 10) == 1
+    # Every pending one enqueued before the threshold: the records of `stale`, `later` and `held` were just
+    # written, so only `stale` (enqueued at T0) counts as lost.
+    assert await kit.store.requeue_stale_pending(T0 + timedelta(seconds=1), now, 10) == 1
+    assert sorted(await kit.dispatched()) == sorted(
+        [(later.id, OutboxKind.DISPATCH), (held.id, OutboxKind.DISPATCH), (stale.id, OutboxKind.DISPATCH)]
+    )
+    assert await kit.events() == [
+        (str(later.id), "scheduled", "pending", 0),
+        (str(held.id), "processing", "pending", 0),
+    ]
+    assert not await kit.store.record_result(  # the dead worker's late answer is refused
+        held.id, Claim("dead-worker", T0), now, DeliveryResult(Status.DELIVERED, [], provider="gw")
+    )
+
+
+async def test_a_due_retry_is_released_once_and_again_only_when_its_record_was_lost(kit: Kit) -> None:
+    n = await kit.sms()
+    await kit.store.claim(n.id, claim(), kit.clock.now())
+    await kit.store.record_result(
+        n.id,
+        claim(),
+        kit.clock.now(),
+        DeliveryResult(
+            Status.RETRYING,
+            [attempt(AttemptOutcome.TRANSIENT)],
+            provider="gw",
+            error="x",
+            next_attempt_at=T0 + timedelta(seconds=2),
+        ),
+    )
+    await kit.drain()
+    kit.forget()
+    assert await kit.store.release_due_retries(kit.clock.now(), 10, T0 - timedelta(minutes=2)) == 0  # not due
+    kit.clock.advance(2)
+    now = kit.clock.now()
+    assert await kit.store.release_due_retries(now, 10, now - timedelta(minutes=2)) == 1
+    assert await kit.store.release_due_retries(now, 10, now - timedelta(minutes=2)) == 0  # released already
+    kit.clock.advance(180)
+    now = kit.clock.now()
+    assert (
+        await kit.store.release_due_retries(now, 10, now - timedelta(minutes=2)) == 1
+    )  # its record was lost
+    assert await kit.dispatched() == [(n.id, OutboxKind.DISPATCH)] * 2
+    assert await kit.events() == []  # released, but retrying all along
+
+
+# --- the outbox --------------------------------------------------------------------------------------------
+
+
+async def test_relay_marks_what_it_published_and_nothing_when_publishing_fails(kit: Kit) -> None:
+    made = [await kit.sms() for _ in range(3)]
+    assert await kit.outbox.backlog() == 3
+
+    async def broken(records: Sequence[OutboxRecord]) -> None:
+        raise ConnectionError("broker down")
+
+    with pytest.raises(ConnectionError):
+        await kit.outbox.relay_batch(10, broken, kit.clock.now())
+    assert await kit.outbox.backlog() == 3  # nothing marked
+    sent: list[OutboxRecord] = []
+
+    async def publish(records: Sequence[OutboxRecord]) -> None:
+        sent.extend(records)
+
+    assert await kit.outbox.relay_batch(2, publish, kit.clock.now()) == 2
+    assert await kit.outbox.relay_batch(2, publish, kit.clock.now()) == 1
+    assert [r.notification_id for r in sent] == [n.id for n in made]  # in order
+    assert await kit.outbox.backlog() == 0
+    kit.clock.advance(3600)
+    assert await kit.outbox.purge_published(kit.clock.now() - timedelta(minutes=1)) == 3
+    assert await kit.outbox.purge_published(kit.clock.now()) == 0
