@@ -22,6 +22,7 @@ from notify.domain.errors import (
 from notify.domain.events import StatusEvent
 from notify.domain.keys import ApiKey
 from notify.domain.model import REPLAYABLE, Batch, Channel, Notification, Status, can_transition, sources_of
+from notify.domain.pauses import EVERY, Pauses
 from notify.ports.provider import ProviderMessage, ProviderReceipt
 from notify.ports.stats import ChannelFigures
 from notify.ports.store import (
@@ -64,7 +65,7 @@ class FakeStore:
         self.outbox: list[OutboxRecord] = []  # every record, status events included, in id order
         self.published_at: dict[int, datetime] = {}
         self.ledger: dict[UUID, list[AttemptRecord]] = {}
-        self.paused: set[str] = set()
+        self.paused: set[tuple[str, str]] = set()  # (tenant or "*", channel or "*")
         self.batches: dict[UUID, Batch] = {}
         self._ids = count(1)
 
@@ -101,6 +102,7 @@ class FakeStore:
                 kind,
                 payload,
                 n.trace_context,
+                n.tenant_id,
             )
         )
 
@@ -340,17 +342,20 @@ class FakeStore:
                 self._replay(n, now)
         return len(matched)
 
-    async def set_paused(self, channel: Channel | None, paused: bool, now: datetime) -> None:
-        scope = channel.value if channel else "*"
+    async def set_paused(
+        self, tenant_id: str | None, channel: Channel | None, paused: bool, now: datetime
+    ) -> None:
+        tenant = tenant_id if tenant_id is not None else EVERY
+        scope = (tenant, channel.value if channel else EVERY)
         if channel is None and not paused:
-            self.paused.clear()
+            self.paused = {s for s in self.paused if s[0] != tenant}
         elif paused:
             self.paused.add(scope)
         else:
             self.paused.discard(scope)
 
-    async def paused_channels(self) -> set[str]:
-        return set(self.paused)
+    async def pauses(self) -> Pauses:
+        return Pauses(frozenset(self.paused))
 
     # --- sweeps ---
 
@@ -403,10 +408,11 @@ class FakeStore:
         return len(due)
 
     async def requeue_parked(self, now: datetime, limit: int) -> int:
+        pauses = Pauses(frozenset(self.paused))
         ready = [
             self.rows[i]
             for i in sorted(self.parked)
-            if "*" not in self.paused and self.rows[i].channel.value not in self.paused
+            if not pauses.blocks(self.rows[i].tenant_id, self.rows[i].channel.value)
         ]
         return self._to_pending(ready[:limit], now)
 

@@ -330,7 +330,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                 max_retries=max_retries(settings),
             ),
             limiter=ChannelRateLimiter(settings.rate_limits()),
-            pauses=PauseCache(store.paused_channels, clock, settings.pause_refresh_s),
+            pauses=PauseCache(store.pauses, clock, settings.pause_refresh_s),
             observer=metrics.PrometheusDeliveryObserver(),
         )
 
@@ -354,7 +354,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                         "notification.id": notification_id,
                     },
                 ) as span:
-                    outcome = await deliverer.deliver(work.notification_id, work.channel)
+                    outcome = await deliverer.deliver(work.notification_id, work.channel, work.tenant_id)
                     span.set_attribute("notify.outcome", outcome.value)
                 metrics.ROUNDS.labels(work.channel or "unknown", outcome.value).inc()
                 if outcome is not DeliveryOutcome.SKIPPED:

@@ -30,6 +30,7 @@ from notify.adapters.http.schemas import (
     ChannelScopeIn,
     DeadLetterParams,
     DeadLetterReplayIn,
+    DeliveryParams,
     ListParams,
     MetricsParams,
     NotificationIn,
@@ -43,6 +44,7 @@ from notify.app.operations import DeliveryState
 from notify.app.stats import ChannelMetrics, Metrics
 from notify.bootstrap import build_api_app
 from notify.domain.model import Batch, Channel, Notification, Priority, Status
+from notify.domain.pauses import PauseState
 from notify.domain.templates import Template
 from notify.ports.store import AttemptOutcome, AttemptRecord, Page
 from notify.settings import load_settings
@@ -66,6 +68,7 @@ QUERIES: dict[tuple[str, str], type[BaseModel]] = {
     ("get", "/api/v1/dead-letters"): DeadLetterParams,
     ("get", "/api/v1/templates"): TemplateListParams,
     ("get", "/api/v1/metrics"): MetricsParams,
+    ("get", "/api/v1/delivery"): DeliveryParams,
 }
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
@@ -324,7 +327,13 @@ def test_response_models_match_what_the_handlers_send(document: dict[str, Any]) 
         )
         assert_valid(document, "AttemptListOut", {"data": [attempt_json(record)]})
 
-    for state in (DeliveryState(False, frozenset()), DeliveryState(True, frozenset({Channel.SMS}))):
+    nothing = PauseState("*", False, frozenset())
+    for state in (
+        DeliveryState("acme", nothing, PauseState("acme", False, frozenset())),
+        DeliveryState(
+            "acme", PauseState("*", True, frozenset()), PauseState("acme", False, frozenset({Channel.SMS}))
+        ),
+    ):
         assert_valid(document, "DeliveryStateOut", _delivery_json(state))
 
     template = Template(UUID(int=1), "t", "welcome", Channel.EMAIL, "Hi {{ name }}", None, NOW, NOW)

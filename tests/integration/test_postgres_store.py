@@ -417,24 +417,6 @@ class TestDeliveryEngine:
         with pytest.raises(NotFound):
             await store.replay("t2", failed_ids[2], T0)
 
-    async def test_parked_notifications_wait_for_resume(
-        self, service: NotificationService, store: PgNotificationStore
-    ) -> None:
-        sms_n = await service.create("t1", sms())
-        push_n = await service.create("t1", sms(channel=Channel.PUSH, recipient="tok"))
-        await store.set_paused(Channel.SMS, True, T0)
-        assert await store.paused_channels() == {"sms"}
-        await store.park(sms_n.id, T0)
-        assert await store.requeue_parked(T0, 10) == 0
-        await store.set_paused(None, True, T0)
-        await store.park(push_n.id, T0)
-        await store.set_paused(Channel.SMS, False, T0)
-        assert await store.requeue_parked(T0, 10) == 0  # everything is still paused
-        await store.set_paused(None, False, T0)
-        assert await store.paused_channels() == set()
-        assert await store.requeue_parked(T0, 10) == 2
-        assert await store.requeue_parked(T0, 10) == 0
-
 
 async def test_fifty_concurrent_duplicates_make_one_notification(
     service: NotificationService, pool: asyncpg.Pool

@@ -21,6 +21,7 @@ from notify.app.notifications import NewNotification, NotificationService
 from notify.domain.errors import DuplicateIdempotencyKey, IllegalTransition, NotFound
 from notify.domain.ids import uuid7_at
 from notify.domain.model import Batch, Channel, Notification, Priority, Status
+from notify.domain.pauses import Pauses
 from notify.ports.store import (
     AttemptOutcome,
     AttemptRecord,
@@ -444,23 +445,30 @@ async def test_replay_is_for_failed_and_expired_only(kit: Kit) -> None:
     assert still is not None and still.status is Status.PROCESSING
 
 
-async def test_pause_resume_park_and_requeue(kit: Kit) -> None:
-    await kit.store.set_paused(Channel.SMS, True, kit.clock.now())
-    assert await kit.store.paused_channels() == {"sms"}
-    n = await kit.sms()
+async def test_pauses_global_and_per_tenant_park_and_requeue(kit: Kit) -> None:
+    now = kit.clock.now()
+    await kit.store.set_paused("t1", Channel.SMS, True, now)  # tenant t1's own sms
+    assert await kit.store.pauses() == Pauses(frozenset({("t1", "sms")}))
+    mine, theirs = await kit.sms("t1"), await kit.sms("t2")
     await kit.drain()
     kit.forget()
-    await kit.store.park(n.id, kit.clock.now())
-    assert await kit.store.requeue_parked(kit.clock.now(), 10) == 0  # still paused
-    await kit.store.set_paused(None, True, kit.clock.now())
-    await kit.store.set_paused(Channel.SMS, False, kit.clock.now())
-    assert await kit.store.paused_channels() == {"*"}  # everything is still paused
-    assert await kit.store.requeue_parked(kit.clock.now(), 10) == 0
-    await kit.store.set_paused(None, False, kit.clock.now())
-    assert await kit.store.paused_channels() == set()
-    assert await kit.store.requeue_parked(kit.clock.now(), 10) == 1
-    assert await kit.store.requeue_parked(kit.clock.now(), 10) == 0  # once
-    assert await kit.dispatched() == [(n.id, OutboxKind.DISPATCH)]
+    for n in (mine, theirs):  # a worker that saw each record under the pause in force
+        await kit.store.park(n.id, now)
+    assert await kit.store.requeue_parked(now, 10) == 1  # t2 is not paused
+    assert await kit.dispatched() == [(theirs.id, OutboxKind.DISPATCH)]
+    await kit.store.set_paused(None, None, True, now)  # the operator's switch: everyone
+    await kit.store.set_paused("t1", Channel.SMS, False, now)
+    assert await kit.store.pauses() == Pauses(frozenset({("*", "*")}))
+    assert await kit.store.requeue_parked(now, 10) == 0  # everything is still paused
+    await kit.store.set_paused("t1", None, True, now)
+    await kit.store.set_paused(None, None, False, now)  # resumes the global switch only
+    assert await kit.store.pauses() == Pauses(frozenset({("t1", "*")}))
+    assert await kit.store.requeue_parked(now, 10) == 0
+    await kit.store.set_paused("t1", None, False, now)
+    assert await kit.store.pauses() == Pauses(frozenset())
+    assert await kit.store.requeue_parked(now, 10) == 1
+    assert await kit.store.requeue_parked(now, 10) == 0  # once
+    assert await kit.dispatched() == [(mine.id, OutboxKind.DISPATCH)]
     assert await kit.events() == []  # parked and requeued, but pending all along
 
 

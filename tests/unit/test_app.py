@@ -1,18 +1,20 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
-from uuid import UUID
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
 
 import pytest
 
 from notify.app.delivery import Deliverer, DeliveryOutcome, PauseCache, Route
 from notify.app.dispatcher import Partition, PriorityDispatcher, Work
 from notify.app.notifications import NewNotification, NotificationService
+from notify.app.operations import Operations, PauseScope, pause_target
 from notify.app.recovery import Recovery
 from notify.app.relay import OutboxRelay
 from notify.domain.errors import (
     Conflict,
+    Forbidden,
     IllegalTransition,
     NotFound,
     PermanentProviderError,
@@ -20,6 +22,7 @@ from notify.domain.errors import (
     ValidationFailed,
 )
 from notify.domain.ids import uuid7_at
+from notify.domain.keys import ApiKey, KeyScope
 from notify.domain.model import Channel, Priority, Status
 from notify.domain.retry import RetryPolicy
 from notify.ports.store import AttemptOutcome, Claim, OutboxKind
@@ -610,18 +613,20 @@ class TestRetriesAndFailover:
         store, clock = FakeStore(), FakeClock()
         provider, limiter = FakeProvider("gw"), FakeLimiter()
         n = await service(store, clock).create("t", SMS)
-        await store.set_paused(Channel.SMS, True, clock.now())
-        pauses = PauseCache(store.paused_channels, clock, ttl_s=0.5)
+        other = await service(store, clock).create("u", SMS)
+        await store.set_paused("t", Channel.SMS, True, clock.now())  # tenant t's own pause
+        pauses = PauseCache(store.pauses, clock, ttl_s=0.5)
         d = deliverer(store, provider, clock, pauses=pauses, limiter=limiter)
-        assert await d.deliver(n.id, "sms") is DeliveryOutcome.PAUSED
+        assert await d.deliver(n.id, "sms", "t") is DeliveryOutcome.PAUSED
         assert store.rows[n.id].status is Status.PENDING and n.id in store.parked
         assert provider.sent == [] and limiter.acquired == []
-        await store.set_paused(Channel.SMS, False, clock.now())
-        assert await d.deliver(n.id, "sms") is DeliveryOutcome.PAUSED  # the cache is still fresh
+        assert await d.deliver(other.id, "sms", "u") is DeliveryOutcome.DELIVERED  # another tenant
+        await store.set_paused("t", Channel.SMS, False, clock.now())
+        assert await d.deliver(n.id, "sms", "t") is DeliveryOutcome.PAUSED  # the cache is still fresh
         clock.advance(0.5)
         assert await store.requeue_parked(clock.now(), 10) == 1
-        assert await d.deliver(n.id, "sms") is DeliveryOutcome.DELIVERED
-        assert limiter.acquired == ["sms"]
+        assert await d.deliver(n.id, "sms", "t") is DeliveryOutcome.DELIVERED
+        assert limiter.acquired == ["sms", "sms"]
 
 
 async def test_dispatcher_keeps_a_slow_channel_from_taking_every_slot() -> None:
@@ -648,3 +653,43 @@ async def test_dispatcher_keeps_a_slow_channel_from_taking_every_slot() -> None:
         await asyncio.sleep(0.005)
     d.stop_taking()
     await task
+
+
+class TestPauseScope:
+    """Who may pause what: a tenant key its own traffic; everyone else's needs an admin key."""
+
+    def key(self, tenant: str, scope: KeyScope = KeyScope.TENANT) -> ApiKey:
+        return ApiKey(uuid4(), tenant, "k", "ntf_", "h", datetime(2026, 1, 1, tzinfo=UTC), scope=scope)
+
+    def test_a_tenant_key_acts_on_its_own_tenant_by_default_and_on_request(self) -> None:
+        assert pause_target(self.key("b"), None, None) == "b"
+        assert pause_target(self.key("b"), PauseScope.TENANT, None) == "b"
+        assert pause_target(self.key("b"), None, "b") == "b"
+
+    def test_a_tenant_key_may_not_touch_the_global_switch_or_another_tenant(self) -> None:
+        for scope, tenant in [(PauseScope.GLOBAL, None), (None, "a"), (PauseScope.TENANT, "a")]:
+            with pytest.raises(Forbidden):
+                pause_target(self.key("b"), scope, tenant)
+
+    def test_an_admin_key_holds_the_global_switch_and_reaches_any_tenant(self) -> None:
+        admin = self.key("ops", KeyScope.ADMIN)
+        assert pause_target(admin, None, None) is None
+        assert pause_target(admin, PauseScope.GLOBAL, None) is None
+        assert pause_target(admin, None, "a") == "a"
+        assert pause_target(admin, PauseScope.TENANT, None) == "ops"
+        with pytest.raises(Forbidden):  # contradictory: global names no tenant
+            pause_target(admin, PauseScope.GLOBAL, "a")
+
+    async def test_operations_pause_one_tenant_and_report_both_scopes(self) -> None:
+        store, clock = FakeStore(), FakeClock()
+        ops = Operations(store, clock)
+        state = await ops.set_paused(self.key("b"), True, Channel.SMS)
+        assert (state.tenant_id, state.is_paused(Channel.SMS), state.is_paused(Channel.EMAIL)) == (
+            "b",
+            True,
+            False,
+        )
+        assert not (await ops.delivery_state("a")).is_paused(Channel.SMS)
+        await ops.set_paused(self.key("ops", KeyScope.ADMIN), True)
+        a = await ops.delivery_state("a")
+        assert a.paused_all and a.everyone.all_channels and not a.tenant.all_channels

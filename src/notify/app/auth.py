@@ -7,7 +7,7 @@ from uuid import UUID
 
 from notify.domain.errors import NotFound, Unauthorized
 from notify.domain.ids import uuid7_at
-from notify.domain.keys import ApiKey, hash_secret, new_secret
+from notify.domain.keys import ApiKey, KeyScope, hash_secret, new_secret
 from notify.ports.clock import Clock
 from notify.ports.keys import ApiKeyStore
 
@@ -18,12 +18,25 @@ class KeyService:
         self._clock = clock
 
     async def create(
-        self, name: str, tenant_id: str, rate_limit_per_s: float | None = None
+        self,
+        name: str,
+        tenant_id: str,
+        rate_limit_per_s: float | None = None,
+        scope: KeyScope = KeyScope.TENANT,
     ) -> tuple[ApiKey, str]:
         """A new key; the secret is returned once and never stored."""
         secret = new_secret()
         now = self._clock.now()
-        key = ApiKey(uuid7_at(now), tenant_id, name, secret[:12], hash_secret(secret), now, rate_limit_per_s)
+        key = ApiKey(
+            uuid7_at(now),
+            tenant_id,
+            name,
+            secret[:12],
+            hash_secret(secret),
+            now,
+            rate_limit_per_s,
+            scope=scope,
+        )
         await self._store.add(key)
         return key, secret
 

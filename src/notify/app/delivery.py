@@ -25,6 +25,7 @@ from notify.domain.errors import (
     TrialCallFailed,
 )
 from notify.domain.model import Channel, Notification, Status
+from notify.domain.pauses import Pauses
 from notify.domain.retry import RetryPolicy, attempts_left
 from notify.ports.clock import Clock
 from notify.ports.metrics import DeliveryObserver, NoObserver
@@ -54,22 +55,22 @@ class Route:
 
 
 class PauseCache:
-    """Which channels are paused, read from the store at most every ``ttl_s``: every worker honours a pause
+    """Which scopes are paused, read from the store at most every ``ttl_s``: every worker honours a pause
     within that time without a query per message."""
 
-    def __init__(self, load: Callable[[], Awaitable[set[str]]], clock: Clock, ttl_s: float) -> None:
+    def __init__(self, load: Callable[[], Awaitable[Pauses]], clock: Clock, ttl_s: float) -> None:
         self._load = load
         self._clock = clock
         self._ttl = timedelta(seconds=ttl_s)
-        self._paused: set[str] = set()
+        self._pauses = Pauses(frozenset())
         self._loaded_at: datetime | None = None
 
-    async def is_paused(self, channel: str) -> bool:
+    async def is_paused(self, channel: str, tenant_id: str | None = None) -> bool:
         now = self._clock.now()
         if self._loaded_at is None or now - self._loaded_at >= self._ttl:
-            self._paused = await self._load()
+            self._pauses = await self._load()
             self._loaded_at = now
-        return "*" in self._paused or channel in self._paused
+        return self._pauses.blocks(tenant_id, channel)
 
 
 class _Unlimited:
@@ -104,8 +105,16 @@ class Deliverer:
         self._open_breaker_wait_s = open_breaker_wait_s
         self._claims = count(1)
 
-    async def deliver(self, notification_id: UUID, channel: str | None = None) -> DeliveryOutcome:
-        if channel is not None and self._pauses is not None and await self._pauses.is_paused(channel):
+    async def deliver(
+        self, notification_id: UUID, channel: str | None = None, tenant_id: str | None = None
+    ) -> DeliveryOutcome:
+        """``channel`` and ``tenant_id`` come from the record's headers: known before the claim, they let a
+        paused notification wait without being claimed."""
+        if (
+            channel is not None
+            and self._pauses is not None
+            and await self._pauses.is_paused(channel, tenant_id)
+        ):
             await self._store.park(notification_id, self._clock.now())
             return DeliveryOutcome.PAUSED
         if channel is not None:

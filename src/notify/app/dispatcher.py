@@ -42,6 +42,7 @@ class Work:
     channel: str | None = None  # from the record's headers: lets one channel's slowness spare the others
     trace_context: str | None = None  # the record's W3C traceparent: the delivery continues that trace
     correlation_id: str | None = None  # the accepting request's X-Correlation-ID, for logs and the provider
+    tenant_id: str | None = None  # from the record's headers: a tenant's pause is honoured before the claim
 
 
 Handler = Callable[[Work], Awaitable[object]]
@@ -101,6 +102,7 @@ class PriorityDispatcher:
         *,
         trace_context: str | None = None,
         correlation_id: str | None = None,
+        tenant_id: str | None = None,
     ) -> None:
         state = self._partitions.get(partition)
         if state is None:
@@ -118,6 +120,7 @@ class PriorityDispatcher:
                 channel,
                 trace_context,
                 correlation_id,
+                tenant_id,
             )
         )
         self._work_ready.set()

@@ -1,24 +1,60 @@
-"""Operator use cases: the attempts ledger, dead letters and their replay, pausing and resuming delivery."""
+"""Operator use cases: the attempts ledger, dead letters and their replay, pausing and resuming delivery.
+
+Who may pause what: a tenant key pauses and resumes its own tenant's traffic; the global switch (every
+tenant) and another tenant's pause need an ``admin`` key.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from uuid import UUID
 
-from notify.domain.errors import NotFound
+from notify.domain.errors import Forbidden, NotFound
+from notify.domain.keys import ApiKey
 from notify.domain.model import Channel, Notification
+from notify.domain.pauses import EVERY, PauseState
 from notify.ports.clock import Clock
 from notify.ports.store import AttemptRecord, DeadLetterQuery, NotificationStore, Page
 
 
+class PauseScope(StrEnum):
+    GLOBAL = "global"  # every tenant: the operator's switch
+    TENANT = "tenant"  # one tenant's own traffic
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryState:
-    paused_all: bool
-    paused_channels: frozenset[Channel]
+    """What holds one tenant's deliveries: the global switch and the tenant's own pauses."""
+
+    tenant_id: str
+    everyone: PauseState
+    tenant: PauseState
 
     def is_paused(self, channel: Channel) -> bool:
-        return self.paused_all or channel in self.paused_channels
+        return self.everyone.is_paused(channel) or self.tenant.is_paused(channel)
+
+    @property
+    def paused_all(self) -> bool:
+        return self.everyone.all_channels or self.tenant.all_channels
+
+
+def pause_target(key: ApiKey, scope: PauseScope | None, tenant_id: str | None) -> str | None:
+    """The tenant a pause or resume applies to, None for every tenant.
+
+    Without a scope a key acts on what it owns: an admin key on the global switch, a tenant key on its
+    tenant. The global switch and another tenant need an admin key."""
+    if tenant_id is not None and scope is PauseScope.GLOBAL:
+        raise Forbidden("A global pause names no tenant: give either scope 'global' or a tenant_id.")
+    if tenant_id is None and (scope is PauseScope.GLOBAL or (scope is None and key.is_admin)):
+        if not key.is_admin:
+            raise Forbidden("Pausing or resuming delivery for every tenant needs an admin API key.")
+        return None
+    target = tenant_id if tenant_id is not None else key.tenant_id
+    if target != key.tenant_id and not key.is_admin:
+        raise Forbidden("Pausing or resuming another tenant's delivery needs an admin API key.")
+    return target
 
 
 class Operations:
@@ -49,10 +85,21 @@ class Operations:
             self._on_enqueued()
         return count
 
-    async def delivery_state(self) -> DeliveryState:
-        scopes = await self._store.paused_channels()
-        return DeliveryState("*" in scopes, frozenset(Channel(s) for s in scopes if s != "*"))
+    async def delivery_state(self, tenant_id: str) -> DeliveryState:
+        pauses = await self._store.pauses()
+        return DeliveryState(tenant_id, pauses.of(EVERY), pauses.of(tenant_id))
 
-    async def set_paused(self, channel: Channel | None, paused: bool) -> DeliveryState:
-        await self._store.set_paused(channel, paused, self._clock.now())
-        return await self.delivery_state()
+    async def set_paused(
+        self,
+        key: ApiKey,
+        paused: bool,
+        channel: Channel | None = None,
+        *,
+        scope: PauseScope | None = None,
+        tenant_id: str | None = None,
+    ) -> DeliveryState:
+        """Pause or resume as ``key`` may (see :func:`pause_target`); the state of the tenant it applied to
+        (the key's own when it was the global switch)."""
+        target = pause_target(key, scope, tenant_id)
+        await self._store.set_paused(target, channel, paused, self._clock.now())
+        return await self.delivery_state(target if target is not None else key.tenant_id)

@@ -24,6 +24,7 @@ from notify.adapters.postgres.keys import PgApiKeyStore
 from notify.adapters.postgres.migrate import apply_migrations, ensure_database
 from notify.adapters.postgres.pool import create_pool
 from notify.app.auth import KeyService
+from notify.domain.keys import KeyScope
 from notify.devtools.infra import EmbeddedPostgres, TansuBroker, ensure_postgres, free_port
 from notify.settings import Settings
 
@@ -39,10 +40,13 @@ def _port_or_free(port: int) -> int:
     return port
 
 
-async def create_api_key(database_url: str, *, name: str, tenant_id: str) -> str:
+async def create_api_key(database_url: str, *, name: str, tenant_id: str, admin: bool = False) -> str:
     pool = await create_pool(database_url, min_size=1, max_size=1)
     try:
-        _, secret = await KeyService(PgApiKeyStore(pool), SystemClock()).create(name, tenant_id)
+        scope = KeyScope.ADMIN if admin else KeyScope.TENANT
+        _, secret = await KeyService(PgApiKeyStore(pool), SystemClock()).create(
+            name, tenant_id, scope=scope
+        )
         return secret
     finally:
         await pool.close()

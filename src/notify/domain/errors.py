@@ -11,6 +11,7 @@ retry and a permanent failure.
     │   └── IllegalTransition       a status change the status machine does not allow
     ├── Unavailable                 a dependency is down; try again later                     (503, retriable)
     ├── Unauthorized                no, unknown or revoked API key                            (401)
+    ├── Forbidden                   the key may not do this (an operator action needs admin)  (403)
     ├── RateLimited                 the API key is over its rate                              (429, retriable)
     └── ProviderError               a delivery attempt did not succeed
         ├── TransientProviderError  timeout, connection error, 429, 5xx                   (retriable)
@@ -150,6 +151,12 @@ class Unauthorized(NotifyError):
     """No API key, an unknown one, or a revoked one (401)."""
 
     code = "unauthorized"
+
+
+class Forbidden(NotifyError):
+    """The API key is valid but may not do this: an operator action needs an ``admin`` key (403)."""
+
+    code = "forbidden"
 
 
 class RateLimited(NotifyError):

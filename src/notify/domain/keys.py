@@ -7,9 +7,18 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from uuid import UUID
 
 KEY_PREFIX = "ntf_"
+
+
+class KeyScope(StrEnum):
+    """What a key may do. ``tenant``: act for its tenant only (the default). ``admin``: an operator's key,
+    which may also act beyond its tenant (the global delivery switch, another tenant's pause)."""
+
+    TENANT = "tenant"
+    ADMIN = "admin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,10 +31,15 @@ class ApiKey:
     created_at: datetime
     rate_limit_per_s: float | None = None  # None: the server's default
     revoked_at: datetime | None = None
+    scope: KeyScope = KeyScope.TENANT
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.scope is KeyScope.ADMIN
 
 
 def new_secret() -> str:

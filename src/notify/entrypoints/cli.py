@@ -108,19 +108,26 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
     from notify.adapters.postgres.pool import create_pool
     from notify.app.auth import KeyService
     from notify.domain.errors import NotFound
+    from notify.domain.keys import KeyScope
 
     async def run() -> int:
         pool = await create_pool(settings.database_url, min_size=1, max_size=1)
         try:
             keys = KeyService(PgApiKeyStore(pool), SystemClock())
             if args.action == "create":
-                key, secret = await keys.create(args.name, args.tenant or args.name, args.rate_limit)
+                scope = KeyScope.ADMIN if args.admin else KeyScope.TENANT
+                key, secret = await keys.create(args.name, args.tenant or args.name, args.rate_limit, scope)
                 print(secret)  # the only time the key is shown: it is stored hashed
-                print(f"id={key.id} tenant={key.tenant_id} name={key.name}", file=sys.stderr)
+                print(
+                    f"id={key.id} tenant={key.tenant_id} name={key.name} scope={key.scope}", file=sys.stderr
+                )
             elif args.action == "list":
                 for key in await keys.all(args.tenant):
                     state = "revoked" if key.revoked_at else "active"
-                    print(f"{key.id}  {key.prefix}…  tenant={key.tenant_id}  name={key.name}  {state}")
+                    print(
+                        f"{key.id}  {key.prefix}…  tenant={key.tenant_id}  name={key.name}  "
+                        f"scope={key.scope}  {state}"
+                    )
             else:
                 try:
                     await keys.revoke(UUID(args.id))
@@ -166,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument("--tenant", default=None, help="the tenant it acts for (default: the name)")
     create.add_argument("--rate-limit", type=float, default=None, help="requests/s (default: server's)")
+    create.add_argument(
+        "--admin",
+        action="store_true",
+        help="an operator's key: may also act beyond its tenant (the global delivery pause/resume)",
+    )
     keys_list = keys_sub.add_parser("list", help="list keys (never the secrets)")
     keys_list.add_argument("--tenant", default=None)
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id")

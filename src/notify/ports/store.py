@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from notify.domain.model import Batch, Channel, Notification, Priority, Status
+from notify.domain.pauses import Pauses
 
 
 class OutboxKind(StrEnum):
@@ -32,6 +33,7 @@ class OutboxRecord:
     kind: OutboxKind = OutboxKind.DISPATCH
     payload: dict[str, Any] | None = None  # the event of a STATUS record
     trace_context: str | None = None  # the notification's W3C traceparent: publishes continue its trace
+    tenant_id: str | None = None  # the notification's tenant: a worker honours its pause before claiming
 
 
 class AttemptOutcome(StrEnum):
@@ -175,12 +177,15 @@ class NotificationStore(Protocol):
         """Replay every dead letter matching ``query`` (paging ignored); how many were (would be) replayed."""
         ...
 
-    async def set_paused(self, channel: Channel | None, paused: bool, now: datetime) -> None:
-        """Pause or resume one channel, or all (None)."""
+    async def set_paused(
+        self, tenant_id: str | None, channel: Channel | None, paused: bool, now: datetime
+    ) -> None:
+        """Pause or resume one channel, or all (None), for one tenant or for everyone (None: the global
+        switch). Resuming all channels of a scope clears every pause of that scope."""
         ...
 
-    async def paused_channels(self) -> set[str]:
-        """The paused scopes: channel names, and ``*`` when everything is paused."""
+    async def pauses(self) -> Pauses:
+        """Every paused scope, global and per tenant."""
         ...
 
     async def release_due_scheduled(self, now: datetime, limit: int) -> int:

@@ -24,6 +24,7 @@ from notify.adapters.http.schemas import (
     ChannelScopeIn,
     DeadLetterParams,
     DeadLetterReplayIn,
+    DeliveryParams,
     ListParams,
     MetricsParams,
     NotificationIn,
@@ -42,8 +43,9 @@ from notify.app.notifications import NotificationService
 from notify.app.operations import DeliveryState, Operations
 from notify.app.stats import StatsService
 from notify.app.templates import TemplateService
-from notify.domain.errors import FieldError, ValidationFailed
+from notify.domain.errors import FieldError, Forbidden, ValidationFailed
 from notify.domain.model import Channel
+from notify.domain.pauses import PauseState
 from notify.domain.validation import MAX_IDEMPOTENCY_KEY_CHARS
 from notify.logs import correlation_id_var
 from notify.ports.store import DeadLetterQuery, ListQuery, Page
@@ -318,29 +320,46 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
     )
 
 
-def _delivery_json(state: DeliveryState) -> dict[str, Any]:
+def _pause_json(state: PauseState) -> dict[str, Any]:
     return {
-        "paused": state.paused_all,
+        "paused": state.all_channels,
         "channels": {c.value: {"paused": state.is_paused(c)} for c in Channel},
     }
 
 
+def _delivery_json(state: DeliveryState) -> dict[str, Any]:
+    return {
+        "tenant_id": state.tenant_id,
+        "paused": state.paused_all,
+        "channels": {c.value: {"paused": state.is_paused(c)} for c in Channel},
+        "global": _pause_json(state.everyone),
+        "tenant": _pause_json(state.tenant),
+    }
+
+
 async def get_delivery(request: web.Request) -> web.Response:
-    return web.json_response(_delivery_json(await _services(request).operations.delivery_state()))
+    params = _query_params(request, DeliveryParams)
+    key = request[API_KEY]
+    tenant = params.tenant_id or key.tenant_id
+    if tenant != key.tenant_id and not key.is_admin:
+        raise Forbidden("Another tenant's delivery state needs an admin API key.")
+    return web.json_response(_delivery_json(await _services(request).operations.delivery_state(tenant)))
+
+
+async def _set_paused(request: web.Request, paused: bool) -> web.Response:
+    body = await _optional_body(request, ChannelScopeIn)
+    state = await _services(request).operations.set_paused(
+        request[API_KEY], paused, body.channel, scope=body.scope, tenant_id=body.tenant_id
+    )
+    return web.json_response(_delivery_json(state))
 
 
 async def pause_delivery(request: web.Request) -> web.Response:
-    body = await _optional_body(request, ChannelScopeIn)
-    return web.json_response(
-        _delivery_json(await _services(request).operations.set_paused(body.channel, True))
-    )
+    return await _set_paused(request, True)
 
 
 async def resume_delivery(request: web.Request) -> web.Response:
-    body = await _optional_body(request, ChannelScopeIn)
-    return web.json_response(
-        _delivery_json(await _services(request).operations.set_paused(body.channel, False))
-    )
+    return await _set_paused(request, False)
 
 
 async def get_metrics(request: web.Request) -> web.Response:

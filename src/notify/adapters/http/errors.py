@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from notify.domain.errors import (
     Conflict,
     FieldError,
+    Forbidden,
     NotFound,
     NotifyError,
     RateLimited,
@@ -67,6 +68,7 @@ def from_pydantic(exc: ValidationError, prefix: str = "") -> ValidationFailed:
 _HTTP_CODES = {
     400: "bad_request",
     404: "not_found",
+    403: "forbidden",
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
@@ -104,6 +106,8 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return error_response(409, exc.code, exc.message, [d.as_dict() for d in exc.details])
     except Unauthorized as exc:
         return error_response(401, exc.code, exc.message, headers={"WWW-Authenticate": "Bearer"})
+    except Forbidden as exc:
+        return error_response(403, exc.code, exc.message)
     except RateLimited as exc:
         return error_response(
             429, exc.code, exc.message, headers={"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}

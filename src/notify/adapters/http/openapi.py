@@ -33,6 +33,7 @@ from notify.adapters.http.schemas import (
     ChannelScopeIn,
     DeadLetterParams,
     DeadLetterReplayIn,
+    DeliveryParams,
     ListParams,
     MetricsParams,
     NotificationIn,
@@ -184,11 +185,22 @@ class ChannelsPauseOut(_Out):
     push: ChannelPauseOut
 
 
-class DeliveryStateOut(_Out):
-    """Whether workers deliver: ``paused`` is the pause of every channel; ``channels`` the effective state."""
+class PauseScopeOut(_Out):
+    """The pauses one scope holder set: ``paused`` is a pause of every channel."""
 
     paused: bool
     channels: ChannelsPauseOut
+
+
+class DeliveryStateOut(_Out):
+    """Whether workers deliver a tenant's notifications: the effective state (``paused``: every channel;
+    ``channels``), made of the operator's global switch and the tenant's own pauses."""
+
+    tenant_id: str = Field(description="The tenant this state is for.")
+    paused: bool
+    channels: ChannelsPauseOut
+    global_: PauseScopeOut = Field(alias="global", description="The global switch: every tenant.")
+    tenant: PauseScopeOut = Field(description="The tenant's own pauses.")
 
 
 class ChannelMetricsOut(_Out):
@@ -423,8 +435,17 @@ _METRICS: dict[str, Any] = {
     },
 }
 _DELIVERY_STATE = {
+    "tenant_id": "acme",
     "paused": False,
     "channels": {"sms": {"paused": True}, "email": {"paused": False}, "push": {"paused": False}},
+    "global": {
+        "paused": False,
+        "channels": {"sms": {"paused": False}, "email": {"paused": False}, "push": {"paused": False}},
+    },
+    "tenant": {
+        "paused": False,
+        "channels": {"sms": {"paused": True}, "email": {"paused": False}, "push": {"paused": False}},
+    },
 }
 
 
@@ -501,6 +522,16 @@ ERROR_RESPONSES: dict[str, ErrorResponse] = {
         "The API key is over its request rate: retry after `Retry-After` seconds.",
         {"rate limited": _error("rate_limited", "This API key is limited to 200 requests per second.")},
         ("Retry-After",),
+    ),
+    "Forbidden": ErrorResponse(
+        403,
+        "The API key may not do this: acting beyond its tenant (the global delivery switch, another tenant) "
+        "needs an admin key (`notify keys create --admin`).",
+        {
+            "not an admin": _error(
+                "forbidden", "Pausing or resuming delivery for every tenant needs an admin API key."
+            )
+        },
     ),
     "Unavailable": ErrorResponse(
         503,
@@ -734,7 +765,12 @@ def _operations_operations() -> dict[tuple[Method, str], Operation]:
         "dry run for one provider": {"provider": "primary", "dry_run": True},
         "every sms since a date": {"channel": "sms", "date_from": "2025-01-01T00:00:00Z"},
     }
-    scope = {"one channel": {"channel": "sms"}, "every channel": {}}
+    scope = {
+        "one channel (a tenant key: its tenant; an admin key: everyone)": {"channel": "sms"},
+        "every channel": {},
+        "the global switch, explicitly (admin keys only)": {"scope": "global"},
+        "another tenant (admin keys only)": {"tenant_id": "acme", "channel": "email"},
+    }
     return {
         ("GET", "/api/v1/dead-letters"): Operation(
             "listDeadLetters",
@@ -775,16 +811,22 @@ def _operations_operations() -> dict[tuple[Method, str], Operation]:
             "Whether delivery is paused",
             "operations",
             (Success(200, DeliveryStateOut, "The delivery state every worker honours.", _DELIVERY_STATE),),
-            _API,
+            _API | {"BadRequest", "Forbidden"},
+            description="The API key's tenant; an admin key may ask for another with `tenant_id`.",
+            query=DeliveryParams,
         ),
         ("POST", "/api/v1/delivery/pause"): Operation(
             "pauseDelivery",
             "Pause delivery of one channel, or of all",
             "operations",
             (Success(200, DeliveryStateOut, "The delivery state after the pause.", _DELIVERY_STATE),),
-            _WITH_BODY,
-            description="Workers stop claiming work for the channel (all channels without a body).",
-            body=Body(ChannelScopeIn, scope, required=False, description="One channel; none: all channels."),
+            _WITH_BODY | {"Forbidden"},
+            description=(
+                "Workers stop claiming the scope's notifications; they wait as `pending` (never failed or "
+                "expired early) until resumed. A tenant key pauses its own tenant's traffic; the global "
+                "switch (every tenant) and another tenant need an admin key (403 otherwise)."
+            ),
+            body=Body(ChannelScopeIn, scope, required=False, description="Which channel, whose traffic."),
         ),
         ("GET", "/api/v1/metrics"): Operation(
             "getMetrics",
@@ -812,8 +854,8 @@ def _operations_operations() -> dict[tuple[Method, str], Operation]:
                     {**_DELIVERY_STATE, "channels": {c.value: {"paused": False} for c in Channel}},
                 ),
             ),
-            _WITH_BODY,
-            body=Body(ChannelScopeIn, scope, required=False, description="One channel; none: all channels."),
+            _WITH_BODY | {"Forbidden"},
+            body=Body(ChannelScopeIn, scope, required=False, description="Which channel, whose traffic."),
         ),
     }
 

@@ -12,6 +12,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, 
 
 from notify.adapters.telemetry.tracing import trace_id_of
 from notify.app.notifications import NewNotification
+from notify.app.operations import PauseScope
 from notify.app.stats import Metrics
 from notify.domain.errors import FieldError, ValidationFailed
 from notify.domain.model import Batch, Channel, Notification, Priority, Status
@@ -211,11 +212,30 @@ class DeadLetterReplayIn(BaseModel):
 
 
 class ChannelScopeIn(BaseModel):
-    """Body of POST /delivery/pause and /resume: one channel, or none for all."""
+    """Body of POST /delivery/pause and /resume: one channel (none: all), and whose traffic."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    channel: Channel | None = None
+    channel: Channel | None = Field(None, description="One channel; none: every channel.")
+    scope: PauseScope | None = Field(
+        None,
+        description="`global`: every tenant (admin keys only); `tenant`: one tenant. Default: what the key "
+        "owns, the global switch for an admin key, the key's tenant for a tenant key.",
+    )
+    tenant_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="The tenant to pause or resume (another tenant's needs an admin key).",
+    )
+
+
+class DeliveryParams(BaseModel):
+    """Query of GET /delivery: an admin key may look at another tenant."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: str | None = Field(None, min_length=1, max_length=200)
 
 
 def attempt_json(a: AttemptRecord) -> dict[str, Any]:

@@ -149,6 +149,7 @@ class PriorityConsumerLoop:
                             _header(record.headers, "channel"),
                             trace_context=_header(record.headers, "traceparent"),
                             correlation_id=_header(record.headers, "correlation_id"),
+                            tenant_id=_header(record.headers, "tenant_id"),
                         )
                 self._apply_backpressure()
                 now = time.monotonic()

@@ -42,6 +42,8 @@ def dispatch_headers(record: OutboxRecord, traceparent: str | None) -> list[tupl
         ("channel", record.channel.value.encode()),
         ("priority", record.priority.value.encode()),
     ]
+    if record.tenant_id:
+        headers.append(("tenant_id", record.tenant_id.encode()))
     if record.correlation_id:
         headers.append(("correlation_id", record.correlation_id.encode()))
     if traceparent:

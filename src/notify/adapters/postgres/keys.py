@@ -5,9 +5,9 @@ from uuid import UUID
 
 import asyncpg
 
-from notify.domain.keys import ApiKey
+from notify.domain.keys import ApiKey, KeyScope
 
-_COLUMNS = "id, tenant_id, name, prefix, key_hash, created_at, rate_limit_per_s, revoked_at"
+_COLUMNS = "id, tenant_id, name, prefix, key_hash, created_at, rate_limit_per_s, revoked_at, scope"
 
 
 def _key(row: asyncpg.Record) -> ApiKey:
@@ -20,6 +20,7 @@ def _key(row: asyncpg.Record) -> ApiKey:
         created_at=row["created_at"],
         rate_limit_per_s=row["rate_limit_per_s"],
         revoked_at=row["revoked_at"],
+        scope=KeyScope(row["scope"]),
     )
 
 
@@ -29,7 +30,7 @@ class PgApiKeyStore:
 
     async def add(self, key: ApiKey) -> None:
         await self._pool.execute(
-            f"INSERT INTO api_keys ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            f"INSERT INTO api_keys ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             key.id,
             key.tenant_id,
             key.name,
@@ -38,6 +39,7 @@ class PgApiKeyStore:
             key.created_at,
             key.rate_limit_per_s,
             key.revoked_at,
+            key.scope.value,
         )
 
     async def find_by_hash(self, key_hash: str) -> ApiKey | None:

@@ -18,6 +18,7 @@ from notify.adapters.telemetry.tracing import span_in
 from notify.domain.errors import DuplicateIdempotencyKey, IllegalTransition, NotFound
 from notify.domain.ids import highest_id_at, lowest_id_at
 from notify.domain.model import REPLAYABLE, Batch, Channel, Notification, Priority, Status, sources_of
+from notify.domain.pauses import EVERY, Pauses
 from notify.ports.store import (
     AttemptOutcome,
     AttemptRecord,
@@ -536,24 +537,26 @@ class PgNotificationStore:
         rows = await self._pool.fetch(self._REPLAY.format(pick=pick), now, *args)
         return len(rows)
 
-    async def set_paused(self, channel: Channel | None, paused: bool, now: datetime) -> None:
-        scope = channel.value if channel is not None else "*"
-        async with self._pool.acquire() as conn, conn.transaction():
-            if channel is None and not paused:
-                await conn.execute("DELETE FROM delivery_controls")  # resume all: every scope
-                return
-            await conn.execute(
-                """INSERT INTO delivery_controls (channel, paused, updated_at) VALUES ($1, $2, $3)
-                   ON CONFLICT (channel)
-                   DO UPDATE SET paused = EXCLUDED.paused, updated_at = EXCLUDED.updated_at""",
-                scope,
-                paused,
-                now,
-            )
+    async def set_paused(
+        self, tenant_id: str | None, channel: Channel | None, paused: bool, now: datetime
+    ) -> None:
+        tenant = tenant_id if tenant_id is not None else EVERY
+        if channel is None and not paused:  # resume all: every pause of this scope holder
+            await self._pool.execute("DELETE FROM delivery_controls WHERE tenant_id = $1", tenant)
+            return
+        await self._pool.execute(
+            """INSERT INTO delivery_controls (tenant_id, channel, paused, updated_at) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (tenant_id, channel)
+               DO UPDATE SET paused = EXCLUDED.paused, updated_at = EXCLUDED.updated_at""",
+            tenant,
+            channel.value if channel is not None else EVERY,
+            paused,
+            now,
+        )
 
-    async def paused_channels(self) -> set[str]:
-        rows = await self._pool.fetch("SELECT channel FROM delivery_controls WHERE paused")
-        return {r["channel"] for r in rows}
+    async def pauses(self) -> Pauses:
+        rows = await self._pool.fetch("SELECT tenant_id, channel FROM delivery_controls WHERE paused")
+        return Pauses(frozenset((r["tenant_id"], r["channel"]) for r in rows))
 
     async def _enqueue(self, pick: str, *args: Any) -> int:
         status = await self._pool.execute(_ENQUEUE_PICKED.format(pick=pick), *args)
@@ -601,7 +604,8 @@ class PgNotificationStore:
             """SELECT n.id FROM notifications n
                 WHERE n.status = 'pending' AND n.enqueued_at IS NULL
                   AND NOT EXISTS (SELECT 1 FROM delivery_controls c
-                                   WHERE c.paused AND c.channel IN ('*', n.channel))
+                                   WHERE c.paused AND c.tenant_id IN ('*', n.tenant_id)
+                                     AND c.channel IN ('*', n.channel))
                 LIMIT $2 FOR UPDATE SKIP LOCKED""",
             now,
             limit,
@@ -622,7 +626,7 @@ _STATUS_RELAY_LOCK = 0x6E6F74696679_01  # "notify" + 1
 
 _RELAY_SELECT = """
 SELECT o.id, o.notification_id, o.priority, o.channel, o.correlation_id, o.created_at, o.kind, o.payload,
-       n.trace_context
+       n.trace_context, n.tenant_id
   FROM outbox o JOIN notifications n ON n.id = o.notification_id
  WHERE o.published_at IS NULL AND {kinds}
  ORDER BY o.id LIMIT $1 {lock}
@@ -660,6 +664,7 @@ class PgOutbox:
                     kind=OutboxKind(r["kind"]),
                     payload=r["payload"],
                     trace_context=r["trace_context"],
+                    tenant_id=r["tenant_id"],
                 )
                 for r in rows
             ]
