@@ -335,12 +335,14 @@ class FakeStore:
             raise IllegalTransition(n.status.value, Status.PENDING.value)
         return self._replay(n, now)
 
-    async def replay_dead_letters(self, query: DeadLetterQuery, now: datetime, dry_run: bool) -> int:
-        matched = self._dead(query)
-        if not dry_run:
-            for n in matched:
-                self._replay(n, now)
-        return len(matched)
+    async def count_dead_letters(self, query: DeadLetterQuery) -> int:
+        return len(self._dead(query))
+
+    async def replay_dead_letters(self, query: DeadLetterQuery, now: datetime, limit: int) -> int:
+        picked = sorted(self._dead(query), key=lambda n: n.id)[:limit]
+        for n in picked:
+            self._replay(n, now)
+        return len(picked)
 
     async def set_paused(
         self, tenant_id: str | None, channel: Channel | None, paused: bool, now: datetime

@@ -127,7 +127,7 @@ async def test_permanent_failure_and_exhaustion_dead_letter_and_replay_delivers(
     status, body = await api_post(
         stack, "/api/v1/dead-letters/replay", {"error": "exhausted", "dry_run": True}
     )
-    assert (status, body["matched"], body["replayed"]) == (200, 1, 0)
+    assert (status, body["matched"], body["replayed"], body["remaining"]) == (200, 1, 0, 1)
     status, replayed = await api_post(stack, f"/api/v1/notifications/{exhausted['id']}/replay")
     assert (status, replayed["status"]) == (200, "pending")
     final = await wait_status(stack, exhausted["id"], "delivered")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from notify.devtools.devstack import create_api_key
@@ -101,3 +102,55 @@ async def test_a_tenant_pauses_only_its_own_traffic_and_the_global_switch_needs_
     await wait_delivered(stack, tenant_b, held)
     received = {m["idempotency_key"] for m in (await stack.sandbox("/messages"))["messages"]}
     assert received == {first, second, held}
+
+
+async def test_replaying_a_notification_that_is_not_failed_is_refused_and_nothing_is_sent_twice(
+    stack: Stack,
+) -> None:
+    await stack.start_sandbox("--latency-ms", "1500")  # slow enough to be caught in flight
+    await stack.start_api()
+    await stack.start_worker()
+    key = stack.api_key
+    in_flight = await send(stack, key, "being sent")
+
+    async def processing() -> bool:
+        return await status_of(stack, key, in_flight) == "processing"
+
+    await eventually(processing, what="the notification in flight")
+    status, error = await call(stack, "POST", f"/api/v1/notifications/{in_flight}/replay", key)
+    assert (status, error["code"]) == (409, "illegal_transition"), error
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    sms = {"channel": "sms", "recipient": "+14155550123", "content": "later", "scheduled_at": later}
+    _, scheduled = await call(stack, "POST", "/api/v1/notifications", key, sms)
+    status, error = await call(stack, "POST", f"/api/v1/notifications/{scheduled['id']}/replay", key)
+    assert (status, error["code"]) == (409, "illegal_transition")
+    await wait_delivered(stack, key, in_flight)
+    status, error = await call(stack, "POST", f"/api/v1/notifications/{in_flight}/replay", key)
+    assert (status, error["code"]) == (409, "illegal_transition")  # delivered: nothing to replay
+    received = (await stack.sandbox(f"/messages?idempotency_key={in_flight}"))["count"]
+    _, ledger = await call(stack, "GET", f"/api/v1/notifications/{in_flight}/attempts", key)
+    assert (received, len(ledger["data"])) == (1, 1)
+
+
+async def test_a_bulk_replay_is_bounded_and_says_what_remains(stack: Stack) -> None:
+    await stack.start_sandbox()
+    await stack.start_api()
+    await stack.start_worker()
+    key = stack.api_key
+    await stack.set_sandbox(error_rate=1.0, error_status=400)  # refused: failed at once
+    ids = [await send(stack, key, f"doomed {i}") for i in range(5)]
+    for nid in ids:
+
+        async def failed(nid: str = nid) -> bool:
+            return await status_of(stack, key, nid) == "failed"
+
+        await eventually(failed, what=f"{nid} failed")
+    await stack.set_sandbox(error_rate=0.0)
+    status, body = await call(stack, "POST", "/api/v1/dead-letters/replay", key, {"limit": 2})
+    assert (status, body) == (200, {"dry_run": False, "matched": 5, "replayed": 2, "remaining": 3})
+    status, body = await call(stack, "POST", "/api/v1/dead-letters/replay", key, {"limit": 10_001})
+    assert (status, body["code"], body["details"][0]["field"]) == (400, "validation_error", "limit")
+    status, body = await call(stack, "POST", "/api/v1/dead-letters/replay", key, {"limit": 10})
+    assert (status, body["replayed"], body["remaining"]) == (200, 3, 0)
+    for nid in ids:
+        await wait_delivered(stack, key, nid)

@@ -405,11 +405,14 @@ async def test_dead_letters_filter_page_and_replay(kit: Kit) -> None:
     assert [n.id for n in rest.items] == [a.id] and rest.next_after_id is None
 
     query = DeadLetterQuery("t1", error_contains="exhausted")
-    assert await kit.store.replay_dead_letters(query, kit.clock.now(), dry_run=True) == 2
-    assert await ids() == [c.id, b.id, a.id]  # a dry run changes nothing
+    assert await kit.store.count_dead_letters(query) == 2
+    assert await ids() == [c.id, b.id, a.id]  # counting changes nothing
     await kit.drain()
     kit.forget()
-    assert await kit.store.replay_dead_letters(query, kit.clock.now(), dry_run=False) == 2
+    assert await kit.store.replay_dead_letters(query, kit.clock.now(), limit=1) == 1  # bounded, oldest first
+    assert await ids() == [c.id, a.id]
+    assert await kit.store.replay_dead_letters(query, kit.clock.now(), limit=1) == 1
+    assert await kit.store.replay_dead_letters(query, kit.clock.now(), limit=1) == 0
     assert await ids() == [a.id]
     replayed = await kit.store.get("t1", b.id)
     assert replayed is not None

@@ -19,6 +19,17 @@ from notify.ports.clock import Clock
 from notify.ports.store import AttemptRecord, DeadLetterQuery, NotificationStore, Page
 
 
+@dataclass(frozen=True, slots=True)
+class BulkReplay:
+    matched: int  # dead letters the filter matched when the call began
+    replayed: int
+
+    @property
+    def remaining(self) -> int:
+        """What another call with the same filter would find (barring concurrent changes)."""
+        return max(0, self.matched - self.replayed)
+
+
 class PauseScope(StrEnum):
     GLOBAL = "global"  # every tenant: the operator's switch
     TENANT = "tenant"  # one tenant's own traffic
@@ -79,11 +90,16 @@ class Operations:
     async def dead_letters(self, query: DeadLetterQuery) -> Page:
         return await self._store.dead_letters(query)
 
-    async def replay_dead_letters(self, query: DeadLetterQuery, *, dry_run: bool) -> int:
-        count = await self._store.replay_dead_letters(query, self._clock.now(), dry_run)
-        if count and not dry_run:
+    async def replay_dead_letters(self, query: DeadLetterQuery, *, dry_run: bool, limit: int) -> BulkReplay:
+        """Replay at most ``limit`` (oldest first): a filter matching a million rows is worked through in
+        bounded calls, each one transaction of a bounded size."""
+        matched = await self._store.count_dead_letters(query)
+        if dry_run or not matched:
+            return BulkReplay(matched, 0)
+        replayed = await self._store.replay_dead_letters(query, self._clock.now(), limit)
+        if replayed:
             self._on_enqueued()
-        return count
+        return BulkReplay(matched, replayed)
 
     async def delivery_state(self, tenant_id: str) -> DeliveryState:
         pauses = await self._store.pauses()

@@ -24,8 +24,8 @@ from notify.adapters.postgres.keys import PgApiKeyStore
 from notify.adapters.postgres.migrate import apply_migrations, ensure_database
 from notify.adapters.postgres.pool import create_pool
 from notify.app.auth import KeyService
-from notify.domain.keys import KeyScope
 from notify.devtools.infra import EmbeddedPostgres, TansuBroker, ensure_postgres, free_port
+from notify.domain.keys import KeyScope
 from notify.settings import Settings
 
 WORKDIR = Path(".notify-dev")
@@ -44,9 +44,7 @@ async def create_api_key(database_url: str, *, name: str, tenant_id: str, admin:
     pool = await create_pool(database_url, min_size=1, max_size=1)
     try:
         scope = KeyScope.ADMIN if admin else KeyScope.TENANT
-        _, secret = await KeyService(PgApiKeyStore(pool), SystemClock()).create(
-            name, tenant_id, scope=scope
-        )
+        _, secret = await KeyService(PgApiKeyStore(pool), SystemClock()).create(name, tenant_id, scope=scope)
         return secret
     finally:
         await pool.close()
@@ -81,6 +79,7 @@ class DevStack:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.database_url = settings.database_url
         self.api_key = ""
+        self.admin_key = ""
 
     async def start(self) -> None:
         WORKDIR.mkdir(exist_ok=True)
@@ -90,6 +89,9 @@ class DevStack:
         await asyncio.to_thread(apply_migrations, self.database_url)
         _say("migrations applied")
         self.api_key = await create_api_key(self.database_url, name="dev", tenant_id="dev")
+        self.admin_key = await create_api_key(
+            self.database_url, name="dev-admin", tenant_id="ops", admin=True
+        )
         kafka_port = _port_or_free(9092)
         self.broker.start(kafka_port, log_path=WORKDIR / "tansu.log")
         _say(f"Tansu broker on {self.broker.bootstrap_servers}")
@@ -129,6 +131,7 @@ class DevStack:
                 f"  PostgreSQL       {self.database_url}",
                 "",
                 f"  API key          {self.api_key}   (tenant 'dev'; a new one on each start)",
+                f"  admin key        {self.admin_key}   (operator actions: the global delivery pause)",
                 "",
                 "Try:",
                 f"  export NOTIFY_KEY={self.api_key}",

@@ -173,8 +173,13 @@ class NotificationStore(Protocol):
         """``failed``/``expired`` -> ``pending`` with fresh retries; raises NotFound or IllegalTransition."""
         ...
 
-    async def replay_dead_letters(self, query: DeadLetterQuery, now: datetime, dry_run: bool) -> int:
-        """Replay every dead letter matching ``query`` (paging ignored); how many were (would be) replayed."""
+    async def count_dead_letters(self, query: DeadLetterQuery) -> int:
+        """How many dead letters match ``query`` (paging ignored)."""
+        ...
+
+    async def replay_dead_letters(self, query: DeadLetterQuery, now: datetime, limit: int) -> int:
+        """Replay at most ``limit`` dead letters matching ``query`` (paging ignored), oldest first, each in
+        the same way as :meth:`replay`; how many were replayed."""
         ...
 
     async def set_paused(

@@ -314,9 +314,16 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
         date_from=body.date_from,
         date_to=body.date_to,
     )
-    count = await _services(request).operations.replay_dead_letters(query, dry_run=body.dry_run)
+    result = await _services(request).operations.replay_dead_letters(
+        query, dry_run=body.dry_run, limit=body.limit
+    )
     return web.json_response(
-        {"dry_run": body.dry_run, "matched": count, "replayed": 0 if body.dry_run else count}
+        {
+            "dry_run": body.dry_run,
+            "matched": result.matched,
+            "replayed": result.replayed,
+            "remaining": result.remaining,
+        }
     )
 
 

@@ -171,8 +171,9 @@ class DeadLetterReplayOut(_Out):
     """What a dead-letter replay matched and re-queued (nothing is re-queued on a dry run)."""
 
     dry_run: bool
-    matched: int = Field(ge=0)
-    replayed: int = Field(ge=0)
+    matched: int = Field(ge=0, description="Dead letters the filter matched.")
+    replayed: int = Field(ge=0, description="Re-queued by this call (at most `limit`, none on a dry run).")
+    remaining: int = Field(ge=0, description="Matched but not re-queued: call again to work through them.")
 
 
 class ChannelPauseOut(_Out):
@@ -797,7 +798,7 @@ def _operations_operations() -> dict[tuple[Method, str], Operation]:
                     200,
                     DeadLetterReplayOut,
                     "How many matched, and how many were re-queued.",
-                    {"dry_run": False, "matched": 12, "replayed": 12},
+                    {"dry_run": False, "matched": 1200, "replayed": 1000, "remaining": 200},
                 ),
             ),
             _WITH_BODY,

@@ -209,6 +209,13 @@ class DeadLetterReplayIn(BaseModel):
     date_from: Timestamp | None = None
     date_to: Timestamp | None = None
     dry_run: bool = False
+    limit: int = Field(
+        default=1000,
+        ge=1,
+        le=10_000,
+        description="At most this many are re-queued by one call, oldest first; `remaining` in the answer "
+        "says how many another call would find.",
+    )
 
 
 class ChannelScopeIn(BaseModel):

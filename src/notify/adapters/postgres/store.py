@@ -524,18 +524,23 @@ class PgNotificationStore:
             raise IllegalTransition(current, Status.PENDING.value)
         return _row_to_notification(row)
 
-    async def replay_dead_letters(self, query: DeadLetterQuery, now: datetime, dry_run: bool) -> int:
+    async def count_dead_letters(self, query: DeadLetterQuery) -> int:
         clauses, args = self._dead_letter_filter(query)
-        if dry_run:
-            count: int = await self._pool.fetchval(
-                f"SELECT count(*) FROM notifications WHERE {' AND '.join(clauses)}", *args
-            )
-            return count
-        # $1 of the replay statement is `now`: shift the filter's placeholders by one.
+        count: int = await self._pool.fetchval(
+            f"SELECT count(*) FROM notifications WHERE {' AND '.join(clauses)}", *args
+        )
+        return count
+
+    async def replay_dead_letters(self, query: DeadLetterQuery, now: datetime, limit: int) -> int:
+        clauses, args = self._dead_letter_filter(query)
+        # $1 of the replay statement is `now`: shift the filter's placeholders by one; the limit comes last.
         shifted = [_shift_placeholders(c, 1) for c in clauses]
-        pick = f"SELECT id FROM notifications WHERE {' AND '.join(shifted)} FOR UPDATE SKIP LOCKED"
-        rows = await self._pool.fetch(self._REPLAY.format(pick=pick), now, *args)
-        return len(rows)
+        pick = (
+            f"SELECT id FROM notifications WHERE {' AND '.join(shifted)} "
+            f"ORDER BY id LIMIT ${len(args) + 2} FOR UPDATE SKIP LOCKED"
+        )
+        status = await self._pool.execute(self._REPLAY.format(pick=pick), now, *args, limit)
+        return _affected(status)
 
     async def set_paused(
         self, tenant_id: str | None, channel: Channel | None, paused: bool, now: datetime
