@@ -23,6 +23,7 @@ from notify.domain.events import StatusEvent
 from notify.domain.keys import ApiKey
 from notify.domain.model import REPLAYABLE, Batch, Channel, Notification, Status, can_transition, sources_of
 from notify.domain.pauses import EVERY, Pauses
+from notify.domain.text import identifier, storable
 from notify.ports.provider import ProviderMessage, ProviderReceipt
 from notify.ports.stats import ChannelFigures
 from notify.ports.store import (
@@ -264,8 +265,8 @@ class FakeStore:
                 now,
                 attempts=n.attempts + (1 if result.counts_as_attempt else 0),
                 provider=result.provider or n.provider,
-                provider_message_id=result.provider_message_id,
-                error_message=(result.error or None) and result.error[:2000],
+                provider_message_id=result.provider_message_id and identifier(result.provider_message_id),
+                error_message=(result.error or None) and storable(result.error, 2000),
                 next_attempt_at=result.next_attempt_at,
                 sent_at=now if result.status is Status.DELIVERED else None,
                 failed_at=now if result.status is Status.FAILED else None,

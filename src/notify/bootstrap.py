@@ -328,6 +328,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                 base_s=settings.retry_base_s,
                 cap_s=settings.retry_cap_s,
                 max_retries=max_retries(settings),
+                max_retry_after_s=settings.retry_after_max_s,
             ),
             limiter=ChannelRateLimiter(settings.rate_limits()),
             pauses=PauseCache(store.pauses, clock, settings.pause_refresh_s),

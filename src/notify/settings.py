@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # --- delivery policy --------------------------------------------------------------------------------
     retry_base_s: float = Field(1.0, gt=0)
     retry_cap_s: float = Field(300.0, gt=0)
+    retry_after_max_s: float = Field(
+        3600.0, gt=0, description="a provider's Retry-After is honoured up to this many seconds"
+    )
     max_retries_high: int = Field(5, ge=0)
     max_retries_normal: int = Field(3, ge=0)
     max_retries_low: int = Field(2, ge=0)

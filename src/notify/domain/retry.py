@@ -6,6 +6,7 @@ instead of having them all come back at once; a provider's ``Retry-After`` wins 
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ class RetryPolicy:
     base_s: float = 1.0
     cap_s: float = 300.0
     max_retries: Mapping[Priority, int] = field(default_factory=lambda: DEFAULT_MAX_RETRIES)
+    # A provider's Retry-After is honoured up to this; a larger (or absurd) one is cut to it.
+    max_retry_after_s: float = 3600.0
 
     def ceiling_s(self, retry: int) -> float:
         """The upper bound of the jittered delay before retry number ``retry`` (0 = the first retry)."""
@@ -32,8 +35,10 @@ class RetryPolicy:
         self, retry: int, retry_after_s: float | None = None, rand: Callable[[], float] = random.random
     ) -> float:
         jittered = float(rand()) * self.ceiling_s(retry)
-        if retry_after_s is not None and retry_after_s > jittered:
-            return retry_after_s
+        if retry_after_s is not None and math.isfinite(retry_after_s) and retry_after_s > jittered:
+            return min(retry_after_s, self.max_retry_after_s)
+        if retry_after_s is not None and not math.isfinite(retry_after_s) and retry_after_s > 0:
+            return self.max_retry_after_s
         return jittered
 
 

@@ -19,6 +19,7 @@ from notify.domain.errors import DuplicateIdempotencyKey, IllegalTransition, Not
 from notify.domain.ids import highest_id_at, lowest_id_at
 from notify.domain.model import REPLAYABLE, Batch, Channel, Notification, Priority, Status, sources_of
 from notify.domain.pauses import EVERY, Pauses
+from notify.domain.text import identifier, storable
 from notify.ports.store import (
     AttemptOutcome,
     AttemptRecord,
@@ -372,8 +373,8 @@ class PgNotificationStore:
                 result.status.value,
                 counted,
                 result.provider,
-                result.provider_message_id,
-                (result.error or None) and result.error[:2000],
+                result.provider_message_id and identifier(result.provider_message_id),
+                (result.error or None) and storable(result.error, 2000),
                 result.next_attempt_at,
                 now,
             )
@@ -394,7 +395,7 @@ class PgNotificationStore:
                             c.finished_at,
                             c.outcome.value,
                             c.http_status,
-                            c.error and c.error[:2000],
+                            c.error and storable(c.error, 2000),
                             c.latency_ms,
                             c.breaker_trial,
                         )

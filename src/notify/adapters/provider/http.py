@@ -15,23 +15,32 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from notify.adapters.telemetry.tracing import inject_headers, span_in
 from notify.domain.errors import PermanentProviderError, TransientProviderError
+from notify.domain.text import identifier, storable
 from notify.ports.provider import ProviderMessage, ProviderReceipt
+
+# What is read of an answer: enough for a message id or an error page's first lines, never the whole of a
+# runaway body.
+MAX_ANSWER_BYTES = 64 * 1024
+MAX_ERROR_CHARS = 300
+# A Retry-After longer than this is read as this (the retry policy caps what it honours anyway).
+MAX_RETRY_AFTER_S = 7 * 24 * 3600.0
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date; None if absent or unreadable."""
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date; None if absent or unreadable;
+    never more than a week."""
     if not value:
         return None
     value = value.strip()
     if value.isdigit():
-        return float(value)
+        return float(value) if len(value) < 9 else MAX_RETRY_AFTER_S
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return min(MAX_RETRY_AFTER_S, max(0.0, (when - (now or datetime.now(UTC))).total_seconds()))
 
 
 class HttpProvider:
@@ -96,7 +105,9 @@ class HttpProvider:
             async with self._session.post(
                 self._url, data=payload, headers=headers, timeout=self._timeout
             ) as resp:
-                text = await resp.text()
+                # Bounded, and decoded whatever the bytes: a provider's answer is not trusted to be sane.
+                raw = await resp.content.read(MAX_ANSWER_BYTES)
+                text = raw.decode("utf-8", "replace")
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         except TimeoutError as exc:
@@ -107,7 +118,7 @@ class HttpProvider:
             raise
         if 200 <= status < 300:
             return ProviderReceipt(self.name, _message_id(text) or str(message.notification_id))
-        snippet = text[:300]
+        snippet = storable(text, MAX_ERROR_CHARS)
         if status == 429 or status >= 500:
             raise TransientProviderError(
                 f"{self.name}: HTTP {status}: {snippet}", status=status, retry_after_s=retry_after
@@ -131,6 +142,8 @@ def _message_id(text: str) -> str | None:
     if isinstance(data, dict):
         for key in ("message_id", "id"):
             value = data.get(key)
-            if isinstance(value, str | int) and str(value):
-                return str(value)
+            if isinstance(value, str | int) and not isinstance(value, bool):
+                found = identifier(str(value))
+                if found:
+                    return found
     return None
