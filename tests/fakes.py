@@ -280,6 +280,18 @@ class FakeStore:
             self._record(self.rows[notification_id], now, OutboxKind.DEAD_LETTER)
         return True
 
+    async def extend_lease(self, notification_id: UUID, claim: Claim, now: datetime) -> bool:
+        n, held = self.rows.get(notification_id), self.leases.get(notification_id)
+        if (
+            n is None
+            or n.status is not Status.PROCESSING
+            or held is None
+            or held.worker_id != claim.worker_id
+        ):
+            return False
+        self.leases[notification_id] = claim
+        return True
+
     async def park(self, notification_id: UUID, now: datetime) -> None:
         n = self.rows.get(notification_id)
         if n is not None and n.status is Status.PENDING:

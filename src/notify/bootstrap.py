@@ -324,6 +324,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             clock,
             worker_id=worker_id,
             lease=timedelta(seconds=settings.worker_lease_s),
+            round_budget=timedelta(seconds=settings.delivery_round_s()),
             policy=RetryPolicy(
                 base_s=settings.retry_base_s,
                 cap_s=settings.retry_cap_s,

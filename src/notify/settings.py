@@ -6,9 +6,9 @@ runs at import time.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -147,6 +147,23 @@ class Settings(BaseSettings):
                 name=self.provider_name, url=self.provider_url, timeout_s=self.provider_timeout_s
             )
         ]
+
+    def delivery_round_s(self) -> float:
+        """The longest a delivery round can take: the provider timeouts of the slowest channel, added up
+        (a round tries each provider of its channel once)."""
+        return max(sum(p.timeout_s for p in self.providers_for(c)) for c in ("sms", "email", "push"))
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_round(self) -> Self:
+        # A claim whose lease ran out while its provider call was still running would be recovered and the
+        # notification sent a second time by another worker.
+        round_s = self.delivery_round_s()
+        if self.worker_lease_s <= round_s + 1:
+            raise ValueError(
+                f"worker_lease_s ({self.worker_lease_s:g}) must be longer than a delivery round, the "
+                f"provider timeouts of a channel added up ({round_s:g} s), plus 1 s to store its outcome"
+            )
+        return self
 
     def rate_limits(self) -> dict[str, float | None]:
         return {"sms": self.rate_limit_sms, "email": self.rate_limit_email, "push": self.rate_limit_push}

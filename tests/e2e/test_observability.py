@@ -494,7 +494,7 @@ async def test_no_status_event_is_lost_when_the_worker_and_an_api_are_sigkilled(
     await stack.start_sandbox("--latency-ms", "100")
     api_a = await stack.start_api("api-a")
     await stack.start_api("api-b")
-    worker = await stack.start_worker(worker_concurrency=16, worker_lease_s=2)
+    worker = await stack.start_worker(worker_concurrency=16, worker_lease_s=3, provider_timeout_s=1)
     async with (
         aiohttp.ClientSession() as http,
         live_client(http, stack.apis["api-b"], stack.api_key, "b") as on_b,
@@ -513,7 +513,9 @@ async def test_no_status_event_is_lost_when_the_worker_and_an_api_are_sigkilled(
         held = await processing_ids(stack)
         assert held, "the kill came when nothing was in flight: nothing to recover"
         assert (await stack.statuses()).get("delivered", 0) < 60, "the kill came too late to test anything"
-        await stack.start_worker("worker-restarted", worker_concurrency=16, worker_lease_s=2)
+        await stack.start_worker(
+            "worker-restarted", worker_concurrency=16, worker_lease_s=3, provider_timeout_s=1
+        )
 
         def chains_complete() -> bool:
             chains: dict[str, list[dict[str, Any]]] = defaultdict(list)

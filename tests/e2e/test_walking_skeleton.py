@@ -330,7 +330,12 @@ async def test_workers_joining_leaving_and_killed_mid_load_send_each_notificatio
     await stack.start_sandbox("--latency-ms", "50")
     await stack.start_api()
     ids = await post_many(stack, total)
-    options = {"worker_concurrency": 8, "worker_lease_s": 3, "recovery_interval_s": 0.2}
+    options = {
+        "worker_concurrency": 8,
+        "worker_lease_s": 3,
+        "provider_timeout_s": 1,
+        "recovery_interval_s": 0.2,
+    }
     w1 = await stack.start_worker("worker-1", **options)
 
     async def accepted_at_least(n: int) -> bool:
@@ -383,7 +388,7 @@ async def test_workers_joining_leaving_and_killed_mid_load_send_each_notificatio
 async def test_worker_killed_mid_load_and_restarted_delivers_everything(stack: Stack) -> None:
     await stack.start_sandbox("--latency-ms", "10")
     await stack.start_api()
-    worker = await stack.start_worker(worker_concurrency=16, worker_lease_s=3)
+    worker = await stack.start_worker(worker_concurrency=16, worker_lease_s=3, provider_timeout_s=1)
     ids = await post_many(stack, 600)
 
     async def busy() -> bool:
@@ -393,7 +398,9 @@ async def test_worker_killed_mid_load_and_restarted_delivers_everything(stack: S
     worker.kill()
     before = await stack.statuses()
     assert before.get("delivered", 0) < 600, "the kill came too late to test anything"
-    await stack.start_worker("worker-restarted", worker_concurrency=16, worker_lease_s=3)
+    await stack.start_worker(
+        "worker-restarted", worker_concurrency=16, worker_lease_s=3, provider_timeout_s=1
+    )
     await wait_all_status(stack, 600, timeout_s=90)
     stats = await stack.sandbox("/stats")
     assert stats["unique_keys"] == 600

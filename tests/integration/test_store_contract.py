@@ -271,6 +271,9 @@ async def test_a_claim_is_exclusive_and_only_the_current_claim_stores_the_outcom
     )  # a duplicate record, a second worker
     lost = DeliveryResult(Status.DELIVERED, [attempt(AttemptOutcome.DELIVERED)], provider="gw")
     assert not await kit.store.record_result(n.id, claim("w2"), kit.clock.now(), lost)
+    # Only the holder extends the lease, and the extended claim still stores the outcome.
+    assert not await kit.store.extend_lease(n.id, claim("w2", 600), kit.clock.now())
+    assert await kit.store.extend_lease(n.id, claim("w1", 600), kit.clock.now())
     kit.clock.advance(2)
     ok = DeliveryResult(
         Status.DELIVERED, [attempt(AttemptOutcome.DELIVERED)], provider="gw", provider_message_id="m-1"
@@ -502,6 +505,7 @@ async def test_sweeps_release_scheduled_recover_leases_and_requeue_what_was_lost
     assert not await kit.store.record_result(  # the dead worker's late answer is refused
         held.id, Claim("dead-worker", T0), now, DeliveryResult(Status.DELIVERED, [], provider="gw")
     )
+    assert not await kit.store.extend_lease(held.id, Claim("dead-worker", now + timedelta(minutes=1)), now)
 
 
 async def test_a_due_retry_is_released_once_and_again_only_when_its_record_was_lost(kit: Kit) -> None:

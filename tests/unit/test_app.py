@@ -17,6 +17,7 @@ from notify.domain.errors import (
     Forbidden,
     IllegalTransition,
     NotFound,
+    OutcomeNotStored,
     PermanentProviderError,
     TransientProviderError,
     ValidationFailed,
@@ -693,3 +694,123 @@ class TestPauseScope:
         await ops.set_paused(self.key("ops", KeyScope.ADMIN), True)
         a = await ops.delivery_state("a")
         assert a.paused_all and a.everyone.all_channels and not a.tenant.all_channels
+
+
+class FlakyStore(FakeStore):
+    """A FakeStore whose database is unreachable for the next ``failures`` attempts to store an outcome."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.store_calls = 0
+
+    async def record_result(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.store_calls += 1
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("the database is unreachable")
+        return await super().record_result(*args, **kwargs)
+
+
+class ClockSleep:
+    """``sleep`` for the Deliverer that moves a FakeClock instead of waiting."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.slept: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.clock.advance(seconds)
+
+
+class TestStoringTheOutcome:
+    def make(
+        self, store: FakeStore, provider: FakeProvider, clock: FakeClock, lease_s: float = 30
+    ) -> Deliverer:
+        return Deliverer(
+            store,
+            {c: [Route(provider, FakeBreaker(provider.name))] for c in Channel},
+            clock,
+            worker_id="w",
+            lease=timedelta(seconds=lease_s),
+            round_budget=timedelta(seconds=5),
+            sleep=ClockSleep(clock),
+        )
+
+    async def test_an_outcome_the_database_refused_is_stored_again_without_calling_the_provider(self) -> None:
+        store, clock, provider = FlakyStore(failures=4), FakeClock(), FakeProvider("gw")
+        n = await service(store, clock).create("t", SMS)
+        assert await self.make(store, provider, clock).deliver(n.id) is DeliveryOutcome.DELIVERED
+        assert len(provider.sent) == 1 and store.store_calls == 5
+        assert store.rows[n.id].status is Status.DELIVERED
+
+    async def test_past_its_lease_the_outcome_is_given_up_and_never_sent_again_by_this_worker(self) -> None:
+        store, clock, provider = FlakyStore(failures=10_000), FakeClock(), FakeProvider("gw")
+        n = await service(store, clock).create("t", SMS)
+        with pytest.raises(OutcomeNotStored):
+            await self.make(store, provider, clock, lease_s=10).deliver(n.id)
+        assert len(provider.sent) == 1
+        assert store.rows[n.id].status is Status.PROCESSING  # recovered once the lease has run out
+        clock.advance(10)
+        assert await store.recover_expired_leases(clock.now(), 10) == 1
+
+    async def test_a_token_wait_that_ate_into_the_lease_extends_it_before_the_round(self) -> None:
+        store, clock, provider = FakeStore(), FakeClock(), FakeProvider("gw")
+        n = await service(store, clock).create("t", SMS)
+
+        class SlowTokens(FakeLimiter):
+            async def acquire(self, key: str) -> float:
+                clock.advance(20)  # a long wait for a token
+                return 20.0
+
+        d = Deliverer(
+            store,
+            {c: [Route(provider, FakeBreaker("gw"))] for c in Channel},
+            clock,
+            worker_id="w",
+            lease=timedelta(seconds=25),
+            round_budget=timedelta(seconds=10),
+            limiter=SlowTokens(),
+        )
+
+        class Watching(FakeProvider):
+            async def send(self, message):  # type: ignore[no-untyped-def]
+                lease_left = store.leases[message.notification_id].lease_until - clock.now()
+                assert lease_left >= timedelta(seconds=10), lease_left  # a whole round fits
+                return await super().send(message)
+
+        d._routes = {c: [Route(Watching("gw"), FakeBreaker("gw"))] for c in Channel}
+        assert await d.deliver(n.id) is DeliveryOutcome.DELIVERED
+
+    def test_a_lease_shorter_than_a_round_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="must be longer than a delivery round"):
+            Deliverer(
+                FakeStore(),
+                {},
+                FakeClock(),
+                worker_id="w",
+                lease=timedelta(seconds=10),
+                round_budget=timedelta(seconds=10),
+            )
+
+
+async def test_dispatcher_does_not_redeliver_when_the_outcome_could_not_be_stored() -> None:
+    calls: list[int] = []
+
+    async def handle(work: Work) -> None:
+        calls.append(work.offset)
+        raise OutcomeNotStored("the database stayed down")
+
+    dispatcher = PriorityDispatcher(handle, concurrency=2, buffer_limit=10, retry_delay_s=0.01)
+    p = Partition("t", 0)
+    dispatcher.offer(p, 0, Priority.NORMAL, uuid7_at(datetime.now(UTC)))
+    running = asyncio.create_task(dispatcher.run())
+    for _ in range(100):
+        if dispatcher.handled:
+            break
+        await asyncio.sleep(0.01)
+    dispatcher.stop_taking()
+    await running
+    assert calls == [0]  # handled once: the provider is not called again
+    assert dispatcher.commit_offsets() == {p: 1}  # lease recovery writes a new record; this one is done

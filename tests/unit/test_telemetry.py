@@ -324,7 +324,7 @@ class TestDeliveryObserver:
         assert result.status is Status.DELIVERED and result.provider == "gw"
         assert [(c.provider, c.outcome) for c in result.calls] == [("gw", AttemptOutcome.DELIVERED)]
         assert stored_at == clock.now() == store.rows[n.id].updated_at
-        assert observer.waits == []  # no channel given: no limiter
+        assert observer.waits == [("sms", 0.0)]  # the token of its channel, taken after the claim
 
     async def test_a_transient_failure_is_reported_as_retrying(self) -> None:
         store, clock, observer = FakeStore(), FakeClock(), RecordingObserver()
@@ -356,7 +356,7 @@ class TestDeliveryObserver:
         clock.advance(5)
         assert await d.deliver(expiring.id, "sms") is DeliveryOutcome.EXPIRED
         assert observer.rounds == []
-        assert len(observer.waits) == 3  # the limiter is waited for before the claim
+        assert observer.waits == []  # nothing claimed, no token taken: a dropped record costs no send
 
     async def test_a_lost_claim_is_not_reported(self) -> None:
         store, clock, observer = FakeStore(), FakeClock(), RecordingObserver()

@@ -9,6 +9,7 @@ re-produces a retry to Kafka when it is due (see notify.app.recovery).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -20,6 +21,7 @@ from uuid import UUID
 
 from notify.domain.errors import (
     CircuitOpen,
+    OutcomeNotStored,
     PermanentProviderError,
     TransientProviderError,
     TrialCallFailed,
@@ -34,6 +36,10 @@ from notify.ports.resilience import CircuitBreaker, RateLimiter
 from notify.ports.store import AttemptOutcome, AttemptRecord, Claim, DeliveryResult, NotificationStore
 
 log = logging.getLogger(__name__)
+
+
+# Kept free at the end of a lease to store the outcome of a round.
+_STORE_MARGIN = timedelta(seconds=1)
 
 
 class DeliveryOutcome(StrEnum):
@@ -92,8 +98,20 @@ class Deliverer:
         pauses: PauseCache | None = None,
         open_breaker_wait_s: float = 1.0,
         observer: DeliveryObserver | None = None,
+        round_budget: timedelta = timedelta(seconds=10),
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """``round_budget``: the longest a round of provider calls can take (the channel's provider timeouts
+        added up); a claim always has that much lease left before a round starts, and the outcome is stored
+        within the lease (retried while the database is unreachable) or not at all."""
+        if lease <= round_budget + _STORE_MARGIN:
+            raise ValueError(
+                f"the lease ({lease.total_seconds():g} s) must be longer than a delivery round "
+                f"({round_budget.total_seconds():g} s) plus {_STORE_MARGIN.total_seconds():g} s to store it"
+            )
         self._observer = observer or NoObserver()
+        self._round_budget = round_budget
+        self._sleep = sleep
         self._store = store
         self._routes = routes
         self._clock = clock
@@ -117,23 +135,23 @@ class Deliverer:
         ):
             await self._store.park(notification_id, self._clock.now())
             return DeliveryOutcome.PAUSED
-        if channel is not None:
-            # Wait for a token before claiming: while we wait the notification can still be cancelled, and
-            # no lease ticks away.
-            waited = await self._limiter.acquire(channel)
-            self._observer.limiter_waited(channel, waited)
         now = self._clock.now()
         # Each claim gets its own token, so a result is stored only by the claim that is still current.
         claim = Claim(f"{self._worker_id}#{next(self._claims)}", now + self._lease)
         notification = await self._store.claim(notification_id, claim, now)
         if notification is None:
-            return DeliveryOutcome.SKIPPED
+            return DeliveryOutcome.SKIPPED  # a duplicate record, cancelled, delivered: it costs no token
         if notification.status is Status.EXPIRED:
             return DeliveryOutcome.EXPIRED
+        # Claimed first, then a token: a record the claim drops never takes a token from a real send.
+        waited = await self._limiter.acquire(notification.channel.value)
+        self._observer.limiter_waited(notification.channel.value, waited)
+        held = await self._keep_lease_for_a_round(notification_id, claim)
+        if held is None:
+            return DeliveryOutcome.CLAIM_LOST
         result = await self._attempt(notification)
-        stored_at = self._clock.now()
-        stored = await self._store.record_result(notification_id, claim, stored_at, result)
-        if not stored:
+        stored_at = await self._store_outcome(notification_id, held, result)
+        if stored_at is None:
             return DeliveryOutcome.CLAIM_LOST
         self._observer.round_finished(notification, result, stored_at)
         if result.status is not Status.DELIVERED:
@@ -147,6 +165,47 @@ class Deliverer:
                 },
             )
         return DeliveryOutcome(result.status.value)
+
+    async def _keep_lease_for_a_round(self, notification_id: UUID, claim: Claim) -> Claim | None:
+        """The claim, its lease extended if the token wait ate into it: a round must never outlast its lease
+        (another worker would recover the notification and send it again). None if the claim was lost."""
+        now = self._clock.now()
+        if claim.lease_until - now >= self._round_budget + _STORE_MARGIN:
+            return claim
+        renewed = Claim(claim.worker_id, now + self._lease)
+        if not await self._store.extend_lease(notification_id, renewed, now):
+            return None
+        return renewed
+
+    async def _store_outcome(
+        self, notification_id: UUID, claim: Claim, result: DeliveryResult
+    ) -> datetime | None:
+        """Store the round's outcome, retrying while the database is unreachable, for as long as the lease
+        allows. When it returns the provider call was made: it must never be made again because only the
+        storing failed. Returns when it was stored; None if the claim was lost; raises OutcomeNotStored when
+        the lease ran out first."""
+        wait = 0.1
+        while True:
+            stored_at = self._clock.now()
+            try:
+                if await self._store.record_result(notification_id, claim, stored_at, result):
+                    return stored_at
+                return None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                left = (claim.lease_until - self._clock.now() - _STORE_MARGIN / 2).total_seconds()
+                if left <= 0:
+                    raise OutcomeNotStored(
+                        f"the outcome of notification {notification_id} ({result.status.value}) could not be "
+                        f"stored before its lease ran out: {exc!r}"
+                    ) from exc
+                log.warning(
+                    "storing a delivery outcome failed; retrying",
+                    extra={"notification_id": str(notification_id), "error": repr(exc), "lease_left_s": left},
+                )
+                await self._sleep(min(wait, left))
+                wait = min(2.0, wait * 2)
 
     async def _attempt(self, n: Notification) -> DeliveryResult:
         attempt = n.attempts + 1

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from uuid import UUID
 
+from notify.domain.errors import OutcomeNotStored
 from notify.domain.model import PRIORITIES_BY_RANK, Priority
 
 log = logging.getLogger(__name__)
@@ -220,6 +221,14 @@ class PriorityDispatcher:
                 return
             except asyncio.CancelledError:
                 raise
+            except OutcomeNotStored:
+                # The provider was called; calling it again because the database was down would send twice.
+                # The claim's lease runs out and lease recovery writes a new record, so this one is done.
+                log.exception(
+                    "delivery outcome not stored; its lease will be recovered",
+                    extra={"notification_id": str(work.notification_id)},
+                )
+                return
             except Exception:
                 log.exception(
                     "delivery raised; will retry", extra={"notification_id": str(work.notification_id)}

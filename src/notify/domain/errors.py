@@ -10,6 +10,7 @@ retry and a permanent failure.
     ├── Conflict                    the request contradicts the current state                 (409)
     │   └── IllegalTransition       a status change the status machine does not allow
     ├── Unavailable                 a dependency is down; try again later                     (503, retriable)
+    │   └── OutcomeNotStored        a delivery's outcome could not be stored within its lease
     ├── Unauthorized                no, unknown or revoked API key                            (401)
     ├── Forbidden                   the key may not do this (an operator action needs admin)  (403)
     ├── RateLimited                 the API key is over its rate                              (429, retriable)
@@ -99,6 +100,14 @@ class IllegalTransition(Conflict):
 class Unavailable(NotifyError):
     code = "unavailable"
     retriable = True
+
+
+class OutcomeNotStored(Unavailable):
+    """A delivery round ended, but its outcome could not be stored (the database was unreachable) before the
+    claim's lease ran out. The claim is recovered like a dead worker's, and the notification sent again with
+    the same Idempotency-Key."""
+
+    code = "outcome_not_stored"
 
 
 class ProviderError(NotifyError):

@@ -159,6 +159,11 @@ class NotificationStore(Protocol):
         transaction. False if the claim was lost (our lease ran out and another worker took over)."""
         ...
 
+    async def extend_lease(self, notification_id: UUID, claim: Claim, now: datetime) -> bool:
+        """Move the lease of a ``processing`` notification held by ``claim.worker_id`` to
+        ``claim.lease_until``. False if that claim no longer holds it."""
+        ...
+
     async def park(self, notification_id: UUID, now: datetime) -> None:
         """Leave a ``pending`` notification of a paused channel waiting; it is re-enqueued after resume."""
         ...

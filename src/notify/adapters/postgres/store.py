@@ -415,6 +415,16 @@ class PgNotificationStore:
                 )
         return True
 
+    async def extend_lease(self, notification_id: UUID, claim: Claim, now: datetime) -> bool:
+        status = await self._pool.execute(
+            """UPDATE notifications SET lease_expires_at = $3
+                WHERE id = $1 AND status = 'processing' AND lease_owner = $2""",
+            notification_id,
+            claim.worker_id,
+            claim.lease_until,
+        )
+        return _affected(status) == 1
+
     async def park(self, notification_id: UUID, now: datetime) -> None:
         # enqueued_at NULL marks it parked: requeue_parked re-enqueues it once its channel is resumed.
         await self._pool.execute(
