@@ -25,6 +25,7 @@ from notify.domain.model import REPLAYABLE, Batch, Channel, Notification, Status
 from notify.domain.pauses import EVERY, Pauses
 from notify.domain.text import identifier, storable
 from notify.ports.provider import ProviderMessage, ProviderReceipt
+from notify.ports.queue import Position, Waiting
 from notify.ports.stats import ChannelFigures
 from notify.ports.store import (
     AttemptRecord,
@@ -65,6 +66,7 @@ class FakeStore:
         self.enqueued_at: dict[UUID, datetime | None] = {}  # None: not waiting for a dispatch record
         self.outbox: list[OutboxRecord] = []  # every record, status events included, in id order
         self.published_at: dict[int, datetime] = {}
+        self.positions: dict[int, Position] = {}  # where each published record landed, when known
         self.ledger: dict[UUID, list[AttemptRecord]] = {}
         self.paused: set[tuple[str, str]] = set()  # (tenant or "*", channel or "*")
         self.batches: dict[UUID, Batch] = {}
@@ -403,9 +405,31 @@ class FakeStore:
         )
         return self._to_pending(dead[:limit], now)
 
-    async def release_due_retries(self, now: datetime, limit: int, stale_before: datetime) -> int:
-        def released_at(n: Notification) -> datetime | None:
-            return self.enqueued_at.get(n.id)
+    def _lost(self, n: Notification, waiting: Sequence[Waiting]) -> bool:
+        """None of its dispatch records holds it: unpublished, or published with nothing showing it gone
+        from its partition (read past, or beyond the end)."""
+        ranges = {(w.priority, w.partition): (w.committed, w.end) for w in waiting}
+        for r in self.outbox:
+            if r.notification_id != n.id or r.kind is not OutboxKind.DISPATCH:
+                continue
+            if r.id not in self.published_at:
+                return False
+            at = self.positions.get(r.id)
+            if at is None:
+                continue
+            span = ranges.get((r.priority, at.partition))
+            if span is None or span[0] <= at.offset < span[1]:
+                return False
+        return True
+
+    async def release_due_retries(
+        self, now: datetime, limit: int, stale_before: datetime, waiting: Sequence[Waiting] | None = None
+    ) -> int:
+        def releasable(n: Notification) -> bool:
+            at = self.enqueued_at.get(n.id)
+            if at is None:
+                return True
+            return waiting is not None and at < stale_before and self._lost(n, waiting)
 
         due = sorted(
             (
@@ -414,7 +438,7 @@ class FakeStore:
                 if n.status is Status.RETRYING
                 and n.next_attempt_at is not None
                 and n.next_attempt_at <= now
-                and ((at := released_at(n)) is None or at < stale_before)
+                and releasable(n)
             ),
             key=lambda n: n.next_attempt_at or now,
         )[:limit]
@@ -431,7 +455,9 @@ class FakeStore:
         ]
         return self._to_pending(ready[:limit], now)
 
-    async def requeue_stale_pending(self, older_than: datetime, now: datetime, limit: int) -> int:
+    async def requeue_stale_pending(
+        self, older_than: datetime, now: datetime, limit: int, waiting: Sequence[Waiting]
+    ) -> int:
         stale = sorted(
             (
                 n
@@ -439,6 +465,7 @@ class FakeStore:
                 if n.status is Status.PENDING
                 and (at := self.enqueued_at.get(n.id)) is not None
                 and at < older_than
+                and self._lost(n, waiting)
             ),
             key=lambda n: self.enqueued_at[n.id] or now,
         )
@@ -452,9 +479,11 @@ class FakeStore:
         batch += [r for r in waiting if r.kind is OutboxKind.STATUS][:limit]
         if not batch:
             return 0
-        await publish(batch)
-        for r in batch:
+        positions = await publish(batch)
+        for i, r in enumerate(batch):
             self.published_at[r.id] = now
+            if positions is not None:
+                self.positions[r.id] = positions[i]
         return len(batch)
 
     async def purge_published(self, older_than: datetime) -> int:
@@ -473,11 +502,14 @@ class FakePublisher:
         self.published: list[OutboxRecord] = []
         self.fail_times = 0
 
-    async def publish(self, records: Sequence[OutboxRecord]) -> None:
+    async def publish(self, records: Sequence[OutboxRecord]) -> list[Position]:
+        """Each record lands at the next offset of partition 0."""
         if self.fail_times:
             self.fail_times -= 1
             raise ConnectionError("broker unreachable")
+        first = len(self.published)
         self.published.extend(records)
+        return [Position(0, first + i) for i in range(len(records))]
 
 
 class FakeProvider:
@@ -667,3 +699,15 @@ def status_event(
         timestamp="2026-01-01T12:00:00Z",
         seq=next(_event_seq) if seq is None else seq,
     )
+
+
+class FakeDispatchQueue:
+    """DispatchQueue that answers what it was told: the waiting ranges, or None (the broker cannot tell)."""
+
+    def __init__(self, waiting: list[Waiting] | None = None) -> None:
+        self.ranges = waiting
+        self.asked = 0
+
+    async def waiting(self) -> list[Waiting] | None:
+        self.asked += 1
+        return self.ranges

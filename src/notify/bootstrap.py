@@ -33,6 +33,7 @@ from notify.adapters.http.auth import KeyRateLimiter
 from notify.adapters.http.live import LiveEndpoint
 from notify.adapters.kafka.consumer import PriorityConsumerLoop
 from notify.adapters.kafka.publisher import KafkaDispatchPublisher, make_producer
+from notify.adapters.kafka.queue import KafkaDispatchQueue, make_probe
 from notify.adapters.kafka.status import StatusTopicReader, make_status_consumer
 from notify.adapters.kafka.topics import ensure_topics
 from notify.adapters.postgres.keys import PgApiKeyStore
@@ -291,6 +292,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     http = aiohttp.ClientSession()
     producer = make_producer(settings.kafka_bootstrap_servers, linger_ms=settings.kafka_linger_ms)
     consumer: AIOKafkaConsumer | None = None
+    probe: AIOKafkaConsumer | None = None
     http_runner: web.AppRunner | None = None
     unregister_breakers: Callable[[], None] = lambda: None  # noqa: E731
     background_stop = asyncio.Event()
@@ -309,12 +311,15 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         # The worker relays too: what its recovery sweep re-enqueues is published at once, status events of
         # its deliveries go out without waiting for a poll, and delivery keeps flowing with no API running.
         relay = build_relay(settings, pool, producer, clock)
+        probe = make_probe(settings.kafka_bootstrap_servers, settings.kafka_consumer_group)
+        await probe.start()
         recovery = Recovery(
             store,
             clock,
             stale_pending=timedelta(seconds=settings.stale_pending_s),
             interval_s=settings.recovery_interval_s,
             on_enqueued=relay.wake,
+            queue=KafkaDispatchQueue(probe, settings.topic_for_priority),
         )
         routes = build_routes(settings, http)
         unregister_breakers = metrics.register_breakers(r.breaker for rs in routes.values() for r in rs)
@@ -417,6 +422,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         await _background(background_stop, *background)
         if consumer is not None:
             await consumer.stop()
+        if probe is not None:
+            await probe.stop()
         if http_runner is not None:
             await http_runner.cleanup()
         unregister_breakers()

@@ -331,3 +331,25 @@ async def test_cancel_racing_delivery_never_sends_a_cancelled_notification(stack
     sent = {m["idempotency_key"] for m in (await stack.sandbox("/messages"))["messages"]}
     assert not (sent & cancelled)
     assert sent == refused
+
+
+async def test_a_backlog_waiting_behind_consumer_lag_is_not_enqueued_twice(stack: Stack) -> None:
+    """Pending for longer than NOTIFY_STALE_PENDING_S only because the worker is busy: its record is still in
+    its partition, so the sweep leaves it alone (every duplicate record would cost every worker a read)."""
+    await stack.start_sandbox("--latency-ms", "50")
+    await stack.start_api()
+    ids = await post_many(stack, 300)
+    await stack.start_worker(worker_concurrency=4, stale_pending_s=2, recovery_interval_s=0.2)
+    await wait_all_status(stack, 300, timeout_s=120)  # 300 at 4 x 20/s: several times the stale threshold
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        records = await conn.fetchval("SELECT count(*) FROM outbox WHERE kind = 'dispatch'")
+        oldest_wait = await conn.fetchval(
+            "SELECT max(sent_at - created_at) FROM notifications WHERE id = ANY($1::uuid[])",
+            [UUID(i) for i in ids],
+        )
+    finally:
+        await conn.close()
+    assert oldest_wait > timedelta(seconds=2), "the backlog never outlasted the stale threshold"
+    assert records == 300  # one dispatch record each: nothing was re-enqueued
+    assert (await stack.sandbox("/stats"))["duplicates"] == {}

@@ -10,12 +10,13 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from notify.adapters.clock import SystemClock
 from notify.adapters.kafka.consumer import PriorityConsumerLoop
 from notify.adapters.kafka.publisher import KafkaDispatchPublisher, make_producer
+from notify.adapters.kafka.queue import KafkaDispatchQueue, make_probe
 from notify.adapters.kafka.topics import ensure_topics
 from notify.adapters.postgres.store import PgNotificationStore, PgOutbox
 from notify.app.dispatcher import PriorityDispatcher, Work
@@ -225,4 +226,44 @@ async def test_a_full_buffer_pauses_only_its_own_topic(
         if running is not None:
             await running
         await consumer.stop()
+        await producer.stop()
+
+
+async def test_the_dispatch_queue_reports_what_waits_between_the_groups_commit_and_the_end(
+    broker: TansuBroker, topic_prefix: str, created_topics: list[str]
+) -> None:
+    normal = created_topics[1]
+    group = f"{topic_prefix}.workers"
+    producer = make_producer(broker.bootstrap_servers, linger_ms=0)
+    await producer.start()
+    probe = make_probe(broker.bootstrap_servers, group)
+    await probe.start()
+    reader = AIOKafkaConsumer(
+        normal,
+        bootstrap_servers=broker.bootstrap_servers,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        request_timeout_ms=40_000,
+    )
+    try:
+        landed = [
+            await producer.send_and_wait(normal, b"{}", key=str(uuid.uuid4()).encode(), partition=1)
+            for _ in range(5)
+        ]
+        assert [m.offset for m in landed] == [0, 1, 2, 3, 4]
+        queue = KafkaDispatchQueue(probe, lambda p: f"{topic_prefix}.{p}")
+        waiting = {(w.priority, w.partition): (w.committed, w.end) for w in await queue.waiting() or []}
+        assert len(waiting) == 9  # three partitions of each priority topic
+        assert waiting[(Priority.NORMAL, 1)] == (0, 5)  # never committed: everything waits
+        assert waiting[(Priority.HIGH, 0)] == (0, 0)
+        await reader.start()
+        await reader.commit({TopicPartition(normal, 1): 3})  # the group read the first three
+        waiting = {(w.priority, w.partition): (w.committed, w.end) for w in await queue.waiting() or []}
+        assert waiting[(Priority.NORMAL, 1)] == (3, 5)
+    finally:
+        await reader.stop()
+        await probe.stop()
         await producer.stop()

@@ -290,19 +290,6 @@ class TestTransitions:
             n.id, Claim("dead", T0 + timedelta(seconds=30)), T0, delivered("m")
         )
 
-    async def test_stale_pending_is_requeued(
-        self, service: NotificationService, store: PgNotificationStore, pool: asyncpg.Pool
-    ) -> None:
-        await service.create("t1", sms())
-        assert await store.requeue_stale_pending(T0 - timedelta(seconds=1), T0, 10) == 0
-        assert (
-            await store.requeue_stale_pending(T0 + timedelta(seconds=1), T0 + timedelta(minutes=5), 10) == 1
-        )
-        assert (
-            await store.requeue_stale_pending(T0 + timedelta(seconds=1), T0 + timedelta(minutes=5), 10) == 0
-        )
-        assert len(await outbox_rows(pool)) == 2
-
 
 async def test_check_constraints_guard_the_table(pool: asyncpg.Pool) -> None:
     insert = """INSERT INTO notifications (id, tenant_id, channel, recipient, content, priority, status,

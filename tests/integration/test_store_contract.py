@@ -22,6 +22,7 @@ from notify.domain.errors import DuplicateIdempotencyKey, IllegalTransition, Not
 from notify.domain.ids import uuid7_at
 from notify.domain.model import Batch, Channel, Notification, Priority, Status
 from notify.domain.pauses import Pauses
+from notify.ports.queue import Position, Waiting
 from notify.ports.store import (
     AttemptOutcome,
     AttemptRecord,
@@ -46,6 +47,7 @@ class Kit:
     clock: FakeClock
     service: NotificationService
     unread: list[OutboxRecord] = field(default_factory=list)
+    landed: dict[UUID, Position] = field(default_factory=dict)  # where each dispatch record went last
 
     async def sms(self, tenant: str = "t1", **fields: Any) -> Notification:
         """Accepted through the real use case; a millisecond later than the one before (ids are ordered)."""
@@ -76,8 +78,14 @@ class Kit:
         """Every record not yet published, as the relay publishes them (marking them published)."""
         sent: list[OutboxRecord] = []
 
-        async def publish(records: Sequence[OutboxRecord]) -> None:
+        async def publish(records: Sequence[OutboxRecord]) -> list[Position]:
+            # Every record lands on partition 0 of its topic, at the next offset.
+            positions = [Position(0, len(sent) + i) for i in range(len(records))]
             sent.extend(records)
+            for r, p in zip(records, positions, strict=True):
+                if r.kind is OutboxKind.DISPATCH:
+                    self.landed[r.notification_id] = p
+            return positions
 
         while await self.outbox.relay_batch(100, publish, self.clock.now()):
             pass
@@ -492,9 +500,17 @@ async def test_sweeps_release_scheduled_recover_leases_and_requeue_what_was_lost
     now = kit.clock.now()
     assert await kit.store.release_due_scheduled(now, 10) == 1
     assert await kit.store.recover_expired_leases(now, 10) == 1
-    # Every pending one enqueued before the threshold: the records of `stale`, `later` and `held` were just
-    # written, so only `stale` (enqueued at T0) counts as lost.
-    assert await kit.store.requeue_stale_pending(T0 + timedelta(seconds=1), now, 10) == 1
+    # Every pending one enqueued before the threshold: the records of `later` and `held` were just written
+    # (and are not even published), so only `stale` (enqueued at T0) can count as lost; and only when its
+    # record is not still waiting in its partition behind the group's lag.
+    at = kit.landed[stale.id].offset
+    behind_lag = [Waiting(Priority.NORMAL, 0, at, at + 5)]
+    assert await kit.store.requeue_stale_pending(T0 + timedelta(seconds=1), now, 10, behind_lag) == 0
+    unknown = [Waiting(Priority.NORMAL, 1, 0, 0)]  # nothing said about its partition: nothing shows it gone
+    assert await kit.store.requeue_stale_pending(T0 + timedelta(seconds=1), now, 10, unknown) == 0
+    other_partition = [Waiting(Priority.NORMAL, 1, 0, at + 5), Waiting(Priority.HIGH, 0, 0, at + 5)]
+    read_already = [Waiting(Priority.NORMAL, 0, at + 1, at + 5), *other_partition]
+    assert await kit.store.requeue_stale_pending(T0 + timedelta(seconds=1), now, 10, read_already) == 1
     assert sorted(await kit.dispatched()) == sorted(
         [(later.id, OutboxKind.DISPATCH), (held.id, OutboxKind.DISPATCH), (stale.id, OutboxKind.DISPATCH)]
     )
@@ -530,11 +546,21 @@ async def test_a_due_retry_is_released_once_and_again_only_when_its_record_was_l
     now = kit.clock.now()
     assert await kit.store.release_due_retries(now, 10, now - timedelta(minutes=2)) == 1
     assert await kit.store.release_due_retries(now, 10, now - timedelta(minutes=2)) == 0  # released already
+    await kit.drain()  # the released record is published
     kit.clock.advance(180)
     now = kit.clock.now()
+    stale_before = now - timedelta(minutes=2)
+    at = kit.landed[n.id].offset
+    # Three minutes later and still not claimed: while its record waits behind the lag it is left alone (and
+    # when the broker cannot tell, too); once the broker no longer has it (a restart), it is released again.
     assert (
-        await kit.store.release_due_retries(now, 10, now - timedelta(minutes=2)) == 1
-    )  # its record was lost
+        await kit.store.release_due_retries(now, 10, stale_before, [Waiting(Priority.NORMAL, 0, at, at + 1)])
+        == 0
+    )
+    assert await kit.store.release_due_retries(now, 10, stale_before, None) == 0
+    assert (
+        await kit.store.release_due_retries(now, 10, stale_before, [Waiting(Priority.NORMAL, 0, 0, at)]) == 1
+    )
     assert await kit.dispatched() == [(n.id, OutboxKind.DISPATCH)] * 2
     assert await kit.events() == []  # released, but retrying all along
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from notify.ports.queue import Position
 from notify.ports.store import OutboxRecord
 
 
 class DispatchPublisher(Protocol):
-    async def publish(self, records: Sequence[OutboxRecord]) -> None:
-        """Put each record on its priority topic and return once the broker acknowledged all of them."""
+    async def publish(self, records: Sequence[OutboxRecord]) -> Sequence[Position] | None:
+        """Put each record on its topic and return once the broker acknowledged all of them: where each one
+        landed, in order (None if the broker does not say)."""
         ...

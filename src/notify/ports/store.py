@@ -11,6 +11,7 @@ from uuid import UUID
 
 from notify.domain.model import Batch, Channel, Notification, Priority, Status
 from notify.domain.pauses import Pauses
+from notify.ports.queue import Position, Waiting
 
 
 class OutboxKind(StrEnum):
@@ -206,21 +207,30 @@ class NotificationStore(Protocol):
         """``processing`` whose lease ran out (its worker died) -> ``pending`` plus outbox record."""
         ...
 
-    async def release_due_retries(self, now: datetime, limit: int, stale_before: datetime) -> int:
+    async def release_due_retries(
+        self, now: datetime, limit: int, stale_before: datetime, waiting: Sequence[Waiting] | None = None
+    ) -> int:
         """``retrying`` whose ``next_attempt_at`` has come: an outbox record (status stays ``retrying``). One
-        released before ``stale_before`` and still waiting is released again (its record was lost)."""
+        released before ``stale_before`` and still not claimed is released again if its record was lost (as
+        for :meth:`requeue_stale_pending`; with ``waiting`` None, not at all)."""
         ...
 
     async def requeue_parked(self, now: datetime, limit: int) -> int:
         """Parked notifications of channels no longer paused: an outbox record each."""
         ...
 
-    async def requeue_stale_pending(self, older_than: datetime, now: datetime, limit: int) -> int:
-        """Re-enqueue ``pending`` notifications not claimed since ``older_than`` (their record was lost)."""
+    async def requeue_stale_pending(
+        self, older_than: datetime, now: datetime, limit: int, waiting: Sequence[Waiting]
+    ) -> int:
+        """Re-enqueue ``pending`` notifications not claimed since ``older_than`` whose record was lost, as
+        ``waiting`` shows: read past by the group, or beyond its partition's end (the broker lost it). Not
+        one whose record still waits in its partition (behind consumer lag), is on a partition ``waiting``
+        says nothing about, or is not published yet."""
         ...
 
 
-Publish = Callable[[Sequence[OutboxRecord]], Awaitable[None]]
+# Publishes records and returns where each landed (in the same order), or None when that is not known.
+Publish = Callable[[Sequence[OutboxRecord]], Awaitable[Sequence[Position] | None]]
 
 
 class Outbox(Protocol):

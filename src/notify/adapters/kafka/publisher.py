@@ -14,6 +14,7 @@ from opentelemetry.trace import SpanKind
 
 from notify.adapters.telemetry.metrics import OUTBOX_PUBLISHED
 from notify.adapters.telemetry.tracing import current_traceparent, span_in
+from notify.ports.queue import Position
 from notify.ports.store import OutboxKind, OutboxRecord
 
 
@@ -101,12 +102,13 @@ class KafkaDispatchPublisher:
             )
             return future
 
-    async def publish(self, records: Sequence[OutboxRecord]) -> None:
+    async def publish(self, records: Sequence[OutboxRecord]) -> list[Position]:
         # send() only appends to the producer's batch; awaiting every delivery future afterwards lets the
         # whole relay batch travel in a few produce requests instead of one round trip per record.
         futures = [await self._send(r) for r in records]
-        await asyncio.gather(*futures)
+        landed = await asyncio.gather(*futures)
         OUTBOX_PUBLISHED.inc(len(records))
+        return [Position(m.partition, m.offset) for m in landed]
 
 
 def make_producer(bootstrap_servers: str, *, linger_ms: int) -> AIOKafkaProducer:

@@ -20,6 +20,7 @@ from notify.domain.ids import highest_id_at, lowest_id_at
 from notify.domain.model import REPLAYABLE, Batch, Channel, Notification, Priority, Status, sources_of
 from notify.domain.pauses import EVERY, Pauses
 from notify.domain.text import identifier, storable
+from notify.ports.queue import Waiting
 from notify.ports.store import (
     AttemptOutcome,
     AttemptRecord,
@@ -594,14 +595,17 @@ class PgNotificationStore:
             limit,
         )
 
-    async def release_due_retries(self, now: datetime, limit: int, stale_before: datetime) -> int:
-        # enqueued_at NULL: not released yet. Released before stale_before and still waiting: its record was
-        # lost (a broker restart), so it is released again; the claim drops any duplicate.
+    async def release_due_retries(
+        self, now: datetime, limit: int, stale_before: datetime, waiting: Sequence[Waiting] | None = None
+    ) -> int:
+        # enqueued_at NULL: not released yet. Released before stale_before and still not claimed: released
+        # again only if its record was lost (a broker restart), not while it waits behind consumer lag.
+        stale = f"enqueued_at < $3 AND {_lost(4)}" if waiting is not None else "false"
         status = await self._pool.execute(
-            """WITH due AS (
-                   SELECT id FROM notifications
+            f"""WITH due AS (
+                   SELECT id FROM notifications n
                     WHERE status = 'retrying' AND next_attempt_at <= $1
-                      AND (enqueued_at IS NULL OR enqueued_at < $3)
+                      AND (enqueued_at IS NULL OR ({stale}))
                     ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED
                ), marked AS (
                    UPDATE notifications n SET enqueued_at = $1 FROM due WHERE n.id = due.id
@@ -611,7 +615,7 @@ class PgNotificationStore:
                SELECT id, priority, channel, correlation_id, $1 FROM marked""",
             now,
             limit,
-            stale_before,
+            *((stale_before, *_waiting_args(waiting)) if waiting is not None else ()),
         )
         return _affected(status)
 
@@ -627,14 +631,50 @@ class PgNotificationStore:
             limit,
         )
 
-    async def requeue_stale_pending(self, older_than: datetime, now: datetime, limit: int) -> int:
+    async def requeue_stale_pending(
+        self, older_than: datetime, now: datetime, limit: int, waiting: Sequence[Waiting]
+    ) -> int:
         return await self._enqueue(
-            """SELECT id FROM notifications WHERE status = 'pending' AND enqueued_at < $3
+            f"""SELECT id FROM notifications n WHERE status = 'pending' AND enqueued_at < $3
+                  AND {_lost(4)}
                 ORDER BY enqueued_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
             now,
             limit,
             older_than,
+            *_waiting_args(waiting),
         )
+
+
+# A notification ``n`` whose dispatch record was lost: none of its dispatch records still holds it. A record
+# holds it while it waits to be published, or once published while nothing shows it is gone from its
+# partition: gone means the group's committed offset is past it (read, yet the notification is still
+# pending) or the partition's end is not (the broker lost it, e.g. a restart). A partition the broker said
+# nothing about shows nothing. A record without a position (published before positions were kept) holds
+# nothing. The ranges are four arrays from placeholder ${first} on: priority, partition, committed, end.
+_LOST = """NOT EXISTS (
+    SELECT 1 FROM outbox o
+     WHERE o.notification_id = n.id AND o.kind = 'dispatch'
+       AND (o.published_at IS NULL
+            OR (o.kafka_offset IS NOT NULL
+                AND NOT EXISTS (SELECT 1
+                                  FROM unnest(${first}::text[], ${second}::int[],
+                                              ${third}::bigint[], ${fourth}::bigint[])
+                                       AS w(priority, part, committed, end_offset)
+                                 WHERE w.priority = o.priority AND w.part = o.kafka_partition
+                                   AND (o.kafka_offset < w.committed OR o.kafka_offset >= w.end_offset)))))"""
+
+
+def _lost(first: int) -> str:
+    return _LOST.format(first=first, second=first + 1, third=first + 2, fourth=first + 3)
+
+
+def _waiting_args(waiting: Sequence[Waiting]) -> tuple[list[str], list[int], list[int], list[int]]:
+    return (
+        [w.priority.value for w in waiting],
+        [w.partition for w in waiting],
+        [w.committed for w in waiting],
+        [w.end for w in waiting],
+    )
 
 
 # Any constant both sides agree on: pg advisory locks are one 64-bit key space per database.
@@ -684,12 +724,23 @@ class PgOutbox:
                 )
                 for r in rows
             ]
-            await publish(records)
-            await conn.execute(
-                "UPDATE outbox SET published_at = $2 WHERE id = ANY($1::bigint[])",
-                [r.id for r in records],
-                now,
-            )
+            positions = await publish(records)
+            if positions is None:
+                await conn.execute(
+                    "UPDATE outbox SET published_at = $2 WHERE id = ANY($1::bigint[])",
+                    [r.id for r in records],
+                    now,
+                )
+            else:
+                await conn.execute(
+                    """UPDATE outbox o SET published_at = $2, kafka_partition = p.part, kafka_offset = p.off
+                         FROM unnest($1::bigint[], $3::int[], $4::bigint[]) AS p(id, part, off)
+                        WHERE o.id = p.id""",
+                    [r.id for r in records],
+                    now,
+                    [p.partition for p in positions],
+                    [p.offset for p in positions],
+                )
         return len(records)
 
     async def purge_published(self, older_than: datetime) -> int:
