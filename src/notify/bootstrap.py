@@ -30,14 +30,16 @@ from notify.adapters.http.app import (
     create_worker_app,
 )
 from notify.adapters.http.auth import KeyRateLimiter
+from notify.adapters.http.errors import REQUEST_DEADLINE_S, UNAVAILABLE_ERRORS
 from notify.adapters.http.live import LiveEndpoint
 from notify.adapters.kafka.consumer import PriorityConsumerLoop
+from notify.adapters.kafka.link import KafkaLink
 from notify.adapters.kafka.publisher import KafkaDispatchPublisher, make_producer
 from notify.adapters.kafka.queue import KafkaDispatchQueue, make_probe
 from notify.adapters.kafka.status import StatusTopicReader, make_status_consumer
 from notify.adapters.kafka.topics import ensure_topics
 from notify.adapters.postgres.keys import PgApiKeyStore
-from notify.adapters.postgres.pool import create_pool
+from notify.adapters.postgres.pool import POSTGRES_UNAVAILABLE, create_pool
 from notify.adapters.postgres.stats import PgDeliveryStats
 from notify.adapters.postgres.store import PgNotificationStore, PgOutbox
 from notify.adapters.postgres.templates import PgTemplateStore
@@ -45,6 +47,7 @@ from notify.adapters.provider.http import HttpProvider
 from notify.adapters.resilience import AioCircuitBreaker, ChannelRateLimiter
 from notify.adapters.telemetry import metrics
 from notify.adapters.telemetry.tracing import OtelTraceContexts, span_in
+from notify.app.admission import Admission
 from notify.app.auth import Authenticator
 from notify.app.delivery import Deliverer, DeliveryOutcome, PauseCache, Route
 from notify.app.dispatcher import PriorityDispatcher, Work
@@ -55,6 +58,7 @@ from notify.app.recovery import Recovery
 from notify.app.relay import OutboxRelay
 from notify.app.stats import StatsService
 from notify.app.templates import TemplateService
+from notify.domain.errors import Overloaded, Unavailable
 from notify.domain.model import Channel, Priority
 from notify.domain.retry import RetryPolicy
 from notify.logs import correlation_id_var, notification_id_var
@@ -112,7 +116,10 @@ async def _background(stop: asyncio.Event, *tasks: asyncio.Task[None]) -> None:
 
 
 def build_relay(
-    settings: Settings, pool: asyncpg.Pool, producer: AIOKafkaProducer, clock: Clock
+    settings: Settings,
+    pool: asyncpg.Pool,
+    producer: AIOKafkaProducer | Callable[[], AIOKafkaProducer],
+    clock: Clock,
 ) -> OutboxRelay:
     return OutboxRelay(
         PgOutbox(pool),
@@ -127,26 +134,27 @@ def build_relay(
 
 
 def build_api_app(settings: Settings) -> web.Application:
+    """The API needs PostgreSQL to start and to accept; Kafka is connected in the background (the outbox holds
+    what is accepted meanwhile), so an API restarted during a Kafka outage starts, accepts and is ready."""
+
     async def resources(app: web.Application) -> AsyncIterator[None]:
         clock = SystemClock()
         pool = await create_pool(
             settings.database_url, min_size=settings.database_pool_min, max_size=settings.database_pool_max
         )
-        await ensure_topics(
-            settings.kafka_bootstrap_servers,
-            _all_topics(settings),
-            partitions=settings.kafka_partitions,
-            replication_factor=settings.kafka_replication_factor,
+        link = KafkaLink(
+            lambda: make_producer(settings.kafka_bootstrap_servers, linger_ms=settings.kafka_linger_ms),
+            lambda: ensure_topics(
+                settings.kafka_bootstrap_servers,
+                _all_topics(settings),
+                partitions=settings.kafka_partitions,
+                replication_factor=settings.kafka_replication_factor,
+            ),
         )
-        producer = make_producer(settings.kafka_bootstrap_servers, linger_ms=settings.kafka_linger_ms)
-        await producer.start()
-        status_consumer = make_status_consumer(
-            settings.kafka_bootstrap_servers, fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms
-        )
-        await status_consumer.start()
-        relay = build_relay(settings, pool, producer, clock)
+        relay = build_relay(settings, pool, lambda: link.producer, clock)
         wake_relay = relay.wake if settings.outbox_relay_enabled else None
         store = PgNotificationStore(pool)
+        admission = Admission(PgOutbox(pool), max_backlog=settings.max_outbox_backlog)
         templates = TemplateService(PgTemplateStore(pool), clock)
         app[TEMPLATES] = templates
         stats = StatsService(PgDeliveryStats(pool), clock)
@@ -158,10 +166,28 @@ def build_api_app(settings: Settings) -> web.Application:
             max_retries=max_retries(settings),
             on_enqueued=wake_relay,
             traces=OtelTraceContexts(),
+            admission=admission,
         )
 
         hub = StatusHub(capacity=settings.ws_client_buffer)
-        status_reader = StatusTopicReader(status_consumer, settings.status_topic, hub)
+        status_reader = StatusTopicReader(
+            lambda: make_status_consumer(
+                settings.kafka_bootstrap_servers, fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms
+            ),
+            settings.status_topic,
+            hub,
+        )
+
+        async def database() -> None:
+            await pool.fetchval("SELECT 1")
+
+        async def accepting() -> None:
+            if not admission.open:
+                raise Overloaded(f"{admission.backlog} records wait to be published")
+
+        async def kafka() -> None:
+            if not link.up.is_set():
+                raise Unavailable("not connected")
 
         async def live_ready() -> None:
             # Until the reader sits at the end of the status topic, a WebSocket client would miss events.
@@ -173,34 +199,49 @@ def build_api_app(settings: Settings) -> web.Application:
             Operations(store, clock, on_enqueued=wake_relay),
             authenticator,
             KeyRateLimiter(settings.api_key_rate_limit_per_s),
-            {**_readiness(pool, producer), "status_topic": live_ready},
+            {"database": database, "accepting": accepting},
+            # Reported by /health/ready without making the API unready: accepting needs neither.
+            {"kafka": kafka, "status_topic": live_ready},
         )
         app[LIVE] = LiveEndpoint(hub, authenticator, heartbeat_s=settings.ws_heartbeat_s)
         stop = asyncio.Event()
+
+        async def backlog() -> None:
+            metrics.OUTBOX_BACKLOG.set(await admission.refresh())
+
+        async def kafka_then_readers() -> None:
+            await link.run(stop)
+            if stop.is_set():
+                return
+            readers = [status_reader.run(stop)]
+            if settings.outbox_relay_enabled:
+                readers.append(relay.run(stop))
+            await asyncio.gather(*readers)
+
         tasks = [
-            asyncio.create_task(status_reader.run(stop), name="status-reader"),
+            asyncio.create_task(kafka_then_readers(), name="kafka"),
             asyncio.create_task(
                 metrics.refresh_periodically(
                     stop,
                     settings.metrics_refresh_s,
-                    _backlog_refresher(pool),
+                    backlog,
                     _every(600, stats.purge_expired),
                 ),
                 name="metrics-refresh",
             ),
         ]
-        if settings.outbox_relay_enabled:
-            tasks.append(asyncio.create_task(relay.run(stop), name="outbox-relay"))
         log.info("api ready", extra={"relay": settings.outbox_relay_enabled})
         try:
             yield
         finally:
             await _background(stop, *tasks)
-            await status_consumer.stop()
-            await producer.stop()
+            await link.close()
             await pool.close()
 
-    return create_app(settings.max_body_bytes, resources)
+    app = create_app(settings.max_body_bytes, resources)
+    app[UNAVAILABLE_ERRORS] = POSTGRES_UNAVAILABLE
+    app[REQUEST_DEADLINE_S] = settings.api_request_timeout_s
+    return app
 
 
 async def serve_api(settings: Settings, stop: asyncio.Event) -> None:

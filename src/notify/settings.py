@@ -48,6 +48,14 @@ class Settings(BaseSettings):
     api_key_cache_s: float = Field(
         5.0, ge=0, description="key lookups are cached; revocation takes this long"
     )
+    api_request_timeout_s: float = Field(
+        10.0, gt=0, description="a request not answered by then gets 503 (a slow or locked database)"
+    )
+    max_outbox_backlog: int = Field(
+        100_000,
+        ge=0,
+        description="unpublished outbox records past which new notifications get 503 (0: no limit)",
+    )
     # Live status over WebSocket: events queued for one client before it is dropped as too slow.
     ws_client_buffer: int = Field(1000, ge=1)
     ws_heartbeat_s: float = Field(

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from notify.app.admission import Admission
 from notify.domain.errors import Conflict, DuplicateIdempotencyKey, FieldError, NotFound, ValidationFailed
 from notify.domain.ids import uuid7_at, uuid7_run
 from notify.domain.model import Batch, Channel, Notification, Priority, Status
@@ -76,8 +77,10 @@ class NotificationService:
         on_enqueued: Callable[[], None] | None = None,
         render: Render | None = None,
         traces: TraceContexts | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self._store = store
+        self._admission = admission
         self._traces = traces
         self._clock = clock
         self._max_retries = max_retries
@@ -171,6 +174,8 @@ class NotificationService:
         key = new.idempotency_key
         if key is not None and await self._store.find_by_idempotency_key(tenant_id, key) is not None:
             return Accepted(await self._replay(tenant_id, key, notification), replayed=True)
+        if self._admission is not None:
+            self._admission.check(1)  # a replay above is still answered: it adds nothing
         notification = self._traced(notification)
         try:
             await self._store.create([notification])
@@ -246,6 +251,8 @@ class NotificationService:
             original = await self._store.find_batch_by_idempotency_key(tenant_id, idempotency_key)
             if original is not None and original.request_hash == batch.request_hash:
                 return AcceptedBatch(original, await self._store.batch_notifications(original), True)
+        if self._admission is not None:
+            self._admission.check(len(built))
         built = [self._traced(n) for n in built]
         try:
             await self._store.create(built, batch)

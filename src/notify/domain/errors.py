@@ -10,6 +10,7 @@ retry and a permanent failure.
     ├── Conflict                    the request contradicts the current state                 (409)
     │   └── IllegalTransition       a status change the status machine does not allow
     ├── Unavailable                 a dependency is down; try again later                     (503, retriable)
+    │   ├── Overloaded              too much accepted is waiting to be published: shedding load
     │   └── OutcomeNotStored        a delivery's outcome could not be stored within its lease
     ├── Unauthorized                no, unknown or revoked API key                            (401)
     ├── Forbidden                   the key may not do this (an operator action needs admin)  (403)
@@ -100,6 +101,16 @@ class IllegalTransition(Conflict):
 class Unavailable(NotifyError):
     code = "unavailable"
     retriable = True
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class Overloaded(Unavailable):
+    """The service is shedding load: what it accepted waits to be published past a configured limit."""
+
+    code = "overloaded"
 
 
 class OutcomeNotStored(Unavailable):

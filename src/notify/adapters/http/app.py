@@ -15,7 +15,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from notify.adapters.http.auth import API_KEY, PROTECTED_PREFIX, KeyRateLimiter, tenant_of
-from notify.adapters.http.errors import error_middleware, error_response, from_pydantic
+from notify.adapters.http.errors import deadline_middleware, error_middleware, error_response, from_pydantic
 from notify.adapters.http.live import LiveEndpoint
 from notify.adapters.http.openapi import add_docs_routes
 from notify.adapters.http.schemas import (
@@ -66,6 +66,8 @@ class ApiServices:
     authenticator: Authenticator
     key_limiter: KeyRateLimiter
     readiness: Mapping[str, ReadinessCheck] = field(default_factory=dict)
+    # Reported by /health/ready, but not making the process unready.
+    informational: Mapping[str, ReadinessCheck] = field(default_factory=dict)
 
 
 SERVICES = web.AppKey("services", ApiServices)
@@ -391,23 +393,34 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    return await readiness_response(_services(request).readiness)
+    services = _services(request)
+    return await readiness_response(services.readiness, services.informational)
 
 
-async def readiness_response(checks: Mapping[str, ReadinessCheck]) -> web.Response:
-    """200 when every check passes within 2 s, else 503 in the error shape naming the failing ones."""
+async def readiness_response(
+    checks: Mapping[str, ReadinessCheck], informational: Mapping[str, ReadinessCheck] | None = None
+) -> web.Response:
+    """200 when every check passes within 2 s, else 503 in the error shape naming the failing ones. The
+    ``informational`` checks are reported (under ``also``) and never make the answer a 503."""
     results: dict[str, str] = {}
+    also: dict[str, str] = {}
 
-    async def run(name: str, check: ReadinessCheck) -> None:
+    async def run(name: str, check: ReadinessCheck, into: dict[str, str]) -> None:
         try:
             await asyncio.wait_for(check(), timeout=2.0)
-            results[name] = "ok"
+            into[name] = "ok"
         except Exception as exc:
-            results[name] = f"unavailable: {type(exc).__name__}"
+            into[name] = f"unavailable: {type(exc).__name__}"
 
-    await asyncio.gather(*(run(n, c) for n, c in checks.items()))
+    await asyncio.gather(
+        *(run(n, c, results) for n, c in checks.items()),
+        *(run(n, c, also) for n, c in (informational or {}).items()),
+    )
     if all(v == "ok" for v in results.values()):
-        return web.json_response({"status": "ready", "checks": results})
+        body: dict[str, Any] = {"status": "ready", "checks": results}
+        if also:
+            body["also"] = also
+        return web.json_response(body)
     return error_response(
         503,
         "not_ready",
@@ -441,6 +454,7 @@ def create_app(
             server_span_middleware,
             http_metrics_middleware,
             error_middleware,
+            deadline_middleware,
             auth_middleware,
             input_guard_middleware,
         ],

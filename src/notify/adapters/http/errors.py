@@ -6,6 +6,7 @@ no stack trace ever reaches a client.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from notify.adapters.telemetry.metrics import UNAVAILABLE_ANSWERS
 from notify.domain.errors import (
     Conflict,
     FieldError,
@@ -113,10 +115,44 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
             429, exc.code, exc.message, headers={"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
         )
     except Unavailable as exc:
-        return error_response(503, exc.code, exc.message, headers={"Retry-After": "1"})
+        return _unavailable(exc.code, exc.message, exc.retry_after_s)
+    except TimeoutError:
+        # The request's deadline (deadline_middleware) ran out: a dependency is slow or locked.
+        return _unavailable(
+            "timeout", "The request did not finish in time; the service is busy. Try again shortly.", 1.0
+        )
     except NotifyError:
         log.exception("unmapped notify error")
         return error_response(500, "internal_error", "Something went wrong on our side.")
-    except Exception:
+    except Exception as exc:
+        if isinstance(exc, request.app.get(UNAVAILABLE_ERRORS, ())):
+            log.warning("a dependency is unavailable", extra={"path": request.path, "error": repr(exc)})
+            return _unavailable("unavailable", "The database is unavailable; try again shortly.", 1.0)
         log.exception("unhandled error", extra={"path": request.path, "method": request.method})
         return error_response(500, "internal_error", "Something went wrong on our side.")
+
+
+# Exceptions of the adapters that mean "a dependency is down" (the database's connection errors): the
+# composition root sets them, so this module needs no driver.
+UNAVAILABLE_ERRORS = web.AppKey("unavailable_errors", tuple)
+
+
+def _unavailable(code: str, message: str, retry_after_s: float) -> web.Response:
+    UNAVAILABLE_ANSWERS.labels(code).inc()
+    return error_response(503, code, message, headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))})
+
+
+@web.middleware
+async def deadline_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every request finishes within the app's deadline (``REQUEST_DEADLINE_S``): a locked table or an
+    exhausted connection pool gives a 503, not a request that hangs."""
+    deadline = request.app.get(REQUEST_DEADLINE_S)
+    if deadline is None or request.path in ("/ws",):
+        response: web.StreamResponse = await handler(request)
+        return response
+    async with asyncio.timeout(deadline):
+        response = await handler(request)
+    return response
+
+
+REQUEST_DEADLINE_S = web.AppKey("request_deadline_s", float)

@@ -253,10 +253,15 @@ class HealthOut(_Out):
 
 
 class ReadyOut(_Out):
-    """Every dependency (database, Kafka) answered."""
+    """Able to accept: the database answers and the unpublished outbox is under its limit. Accepting does
+    not need Kafka (the outbox holds what is accepted), so Kafka and the live status reader are reported
+    under ``also`` without making the API unready."""
 
     status: Literal["ready"]
     checks: dict[str, Literal["ok"]]
+    also: dict[str, str] | None = Field(
+        None, description="Reported, not required: `ok` or `unavailable: ...`."
+    )
 
 
 class FieldErrorOut(_Out):
@@ -930,14 +935,21 @@ def _health_operations() -> dict[tuple[Method, str], Operation]:
         ),
         ("GET", "/health/ready"): Operation(
             "ready",
-            "Readiness: the database and Kafka answer",
+            "Readiness: able to accept notifications",
             "health",
             (
                 Success(
                     200,
                     ReadyOut,
                     "Ready to serve.",
-                    {"status": "ready", "checks": {"database": "ok", "kafka": "ok", "status_topic": "ok"}},
+                    {
+                        "status": "ready",
+                        "checks": {"database": "ok", "accepting": "ok"},
+                        "also": {
+                            "kafka": "unavailable: Unavailable",
+                            "status_topic": "unavailable: TimeoutError",
+                        },
+                    },
                 ),
             ),
             frozenset({"NotReady"}),

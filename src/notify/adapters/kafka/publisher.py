@@ -55,12 +55,14 @@ def dispatch_headers(record: OutboxRecord, traceparent: str | None) -> list[tupl
 class KafkaDispatchPublisher:
     def __init__(
         self,
-        producer: AIOKafkaProducer,
+        producer: AIOKafkaProducer | Callable[[], AIOKafkaProducer],
         topic_for_priority: Callable[[str], str],
         dead_letter_topic: str,
         status_topic: str,
     ) -> None:
-        self._producer = producer
+        """``producer``: a started producer, or a function giving the current one (raising Unavailable
+        while there is none, see KafkaLink)."""
+        self._current = producer if callable(producer) else (lambda: producer)
         self._topic_for = topic_for_priority
         self._dead_letter_topic = dead_letter_topic
         self._status_topic = status_topic
@@ -78,7 +80,7 @@ class KafkaDispatchPublisher:
         if record.kind is OutboxKind.STATUS:
             # Events only carry the notification's trace along; they are not steps of it.
             value, headers = status_value(record), dispatch_headers(record, record.trace_context)
-            sent: asyncio.Future[Any] = await self._producer.send(
+            sent: asyncio.Future[Any] = await self._current().send(
                 topic, value=value, key=key, headers=headers
             )
             return sent
@@ -97,7 +99,7 @@ class KafkaDispatchPublisher:
             },
         ):
             headers = dispatch_headers(record, current_traceparent() or record.trace_context)
-            future: asyncio.Future[Any] = await self._producer.send(
+            future: asyncio.Future[Any] = await self._current().send(
                 topic, value=dispatch_value(record), key=key, headers=headers
             )
             return future

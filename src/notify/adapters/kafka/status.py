@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -45,39 +46,55 @@ def decode_event(value: bytes | None) -> StatusEvent | None:
 
 
 class StatusTopicReader:
-    def __init__(self, consumer: AIOKafkaConsumer, topic: str, hub: StatusHub) -> None:
-        self._consumer = consumer
+    def __init__(self, make_consumer: Callable[[], AIOKafkaConsumer], topic: str, hub: StatusHub) -> None:
+        """``make_consumer``: a new, unstarted consumer (from :func:`make_status_consumer`); the reader starts
+        it, and makes another after the broker was unreachable at start."""
+        self._make_consumer = make_consumer
         self._topic = topic
         self._hub = hub
         self.ready = asyncio.Event()
 
-    async def _assign(self) -> None:
-        await self._consumer.topics()  # loads metadata
-        partitions = self._consumer.partitions_for_topic(self._topic) or set()
+    async def _assign(self, consumer: AIOKafkaConsumer) -> None:
+        await consumer.topics()  # loads metadata
+        partitions = consumer.partitions_for_topic(self._topic) or set()
         if not partitions:
             raise KafkaError(f"topic {self._topic} has no partitions")
         assigned = [TopicPartition(self._topic, p) for p in sorted(partitions)]
-        self._consumer.assign(assigned)
-        await self._consumer.seek_to_end(*assigned)
+        consumer.assign(assigned)
+        await consumer.seek_to_end(*assigned)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until ``stop``; a broker outage is logged and the reader starts again at the live end."""
-        while not stop.is_set():
-            try:
-                await self._relay(stop)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.ready.clear()
-                log.warning("status topic reader failed; retrying", extra={"error": repr(exc)})
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+        consumer: AIOKafkaConsumer | None = None
+        try:
+            while not stop.is_set():
+                try:
+                    if consumer is None:
+                        consumer = self._make_consumer()
+                        try:
+                            await consumer.start()
+                        except BaseException:
+                            await consumer.stop()
+                            consumer = None
+                            raise
+                    await self._relay(consumer, stop)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self.ready.clear()
+                    log.warning("status topic reader failed; retrying", extra={"error": repr(exc)})
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=1.0)
+        finally:
+            self.ready.clear()
+            if consumer is not None:
+                await consumer.stop()
 
-    async def _relay(self, stop: asyncio.Event) -> None:
-        await self._assign()
+    async def _relay(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
+        await self._assign(consumer)
         self.ready.set()
         while not stop.is_set():
-            batches = await self._consumer.getmany(timeout_ms=200, max_records=1000)
+            batches = await consumer.getmany(timeout_ms=200, max_records=1000)
             for records in batches.values():
                 for record in records:
                     STATUS_EVENTS.inc()

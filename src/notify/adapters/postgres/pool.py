@@ -5,6 +5,17 @@ from typing import Any
 
 import asyncpg
 
+# What the database's being down or overwhelmed looks like to a client: the API answers these with 503.
+POSTGRES_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, unreachable
+    asyncpg.PostgresConnectionError,  # cannot connect now (starting up, shutting down), connection lost
+    asyncpg.InterfaceError,  # the connection was closed under us
+    asyncpg.TooManyConnectionsError,
+    asyncpg.QueryCanceledError,  # statement_timeout, or cancelled by an operator
+    asyncpg.AdminShutdownError,
+    asyncpg.CannotConnectNowError,
+)
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for type_name in ("json", "jsonb"):

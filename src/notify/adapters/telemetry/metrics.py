@@ -46,6 +46,11 @@ STATUS_EVENTS = Counter("notify_status_events_received_total", "Status events re
 
 # --- both ---------------------------------------------------------------------------------------------------
 OUTBOX_BACKLOG = Gauge("notify_outbox_backlog", "Outbox records not yet published to Kafka")
+UNAVAILABLE_ANSWERS = Counter(
+    "notify_http_unavailable_total",
+    "Requests answered 503: the database unreachable or slow (unavailable, timeout), load shed (overloaded)",
+    ["reason"],
+)
 OUTBOX_PUBLISHED = Counter("notify_outbox_published_total", "Outbox records published by this process")
 
 # --- worker -------------------------------------------------------------------------------------------------
