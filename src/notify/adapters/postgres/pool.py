@@ -14,6 +14,7 @@ POSTGRES_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.QueryCanceledError,  # statement_timeout, or cancelled by an operator
     asyncpg.AdminShutdownError,
     asyncpg.CannotConnectNowError,
+    asyncpg.InternalClientError,  # a connection broken mid-operation ("cannot switch to state ...")
 )
 
 
