@@ -251,7 +251,8 @@ async def serve_api(settings: Settings, stop: asyncio.Event) -> None:
         access_log=None,
         handle_signals=False,
         max_line_size=65536,
-        max_field_size=65536,
+        max_field_size=8190,  # a header line; the request line (long URLs) has max_line_size
+        max_headers=128,  # bounded: a client cannot make the server hold thousands of header lines
     )
     await runner.setup()
     try:

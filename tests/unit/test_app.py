@@ -6,6 +6,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from notify.app.auth import Authenticator, KeyService
 from notify.app.delivery import Deliverer, DeliveryOutcome, PauseCache, Route
 from notify.app.dispatcher import Partition, PriorityDispatcher, Work
 from notify.app.notifications import NewNotification, NotificationService
@@ -20,14 +21,16 @@ from notify.domain.errors import (
     OutcomeNotStored,
     PermanentProviderError,
     TransientProviderError,
+    Unauthorized,
     ValidationFailed,
 )
 from notify.domain.ids import uuid7_at
-from notify.domain.keys import ApiKey, KeyScope
+from notify.domain.keys import ApiKey, KeyScope, new_secret
 from notify.domain.model import Channel, Priority, Status
 from notify.domain.retry import RetryPolicy
 from notify.ports.store import AttemptOutcome, Claim, OutboxKind
 from tests.fakes import (
+    FakeApiKeyStore,
     FakeBreaker,
     FakeClock,
     FakeLimiter,
@@ -814,3 +817,40 @@ async def test_dispatcher_does_not_redeliver_when_the_outcome_could_not_be_store
     await running
     assert calls == [0]  # handled once: the provider is not called again
     assert dispatcher.commit_offsets() == {p: 1}  # lease recovery writes a new record; this one is done
+
+
+class TestAuthenticator:
+    async def keys(self) -> tuple[FakeApiKeyStore, FakeClock, str]:
+        store, clock = FakeApiKeyStore(), FakeClock()
+        _, secret = await KeyService(store, clock).create("real", "t")
+        return store, clock, secret
+
+    async def test_a_value_not_shaped_like_a_key_is_refused_without_a_lookup(self) -> None:
+        store, clock, _ = await self.keys()
+        auth = Authenticator(store, clock)
+        for bogus in ("Bearer ntf_short", "Bearer " + "x" * 47, "Bearer ntf_" + "é" * 43, "Basic abc", ""):
+            with pytest.raises(Unauthorized):
+                await auth.authenticate(bogus)
+        assert store.lookups == 0
+
+    async def test_made_up_keys_never_evict_a_real_one_from_the_cache(self) -> None:
+        store, clock, secret = await self.keys()
+        auth = Authenticator(store, clock, cache_ttl_s=60, known_size=10, unknown_size=10)
+        assert (await auth.authenticate(f"Bearer {secret}")).name == "real"
+        for _ in range(1000):  # a flood of well-shaped, unknown keys
+            with pytest.raises(Unauthorized):
+                await auth.authenticate(f"Bearer {new_secret()}")
+        lookups = store.lookups
+        assert (await auth.authenticate(f"Bearer {secret}")).name == "real"
+        assert store.lookups == lookups  # still cached: the flood only evicted other made-up keys
+
+    async def test_a_revocation_is_seen_within_the_cache_time(self) -> None:
+        store, clock, secret = await self.keys()
+        auth = Authenticator(store, clock, cache_ttl_s=5)
+        key = await auth.authenticate(f"Bearer {secret}")
+        await KeyService(store, clock).revoke(key.id)
+        assert await auth.still_valid(key)  # cached
+        clock.advance(5)
+        assert not await auth.still_valid(key)
+        with pytest.raises(Unauthorized):
+            await auth.authenticate(f"Bearer {secret}")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from notify.domain.errors import NotFound, Unauthorized
 from notify.domain.ids import uuid7_at
-from notify.domain.keys import ApiKey, KeyScope, hash_secret, new_secret
+from notify.domain.keys import ApiKey, KeyScope, hash_secret, looks_like_key, new_secret
 from notify.ports.clock import Clock
 from notify.ports.keys import ApiKeyStore
 
@@ -48,31 +49,78 @@ class KeyService:
         return await self._store.all(tenant_id)
 
 
+class _Lru:
+    """At most ``size`` entries, the least recently used dropped first."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[str, tuple[ApiKey | None, datetime]] = OrderedDict()
+
+    def get(self, digest: str) -> tuple[ApiKey | None, datetime] | None:
+        found = self._items.get(digest)
+        if found is not None:
+            self._items.move_to_end(digest)
+        return found
+
+    def put(self, digest: str, entry: tuple[ApiKey | None, datetime]) -> None:
+        self._items[digest] = entry
+        self._items.move_to_end(digest)
+        while len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class Authenticator:
     """Resolves ``Authorization: Bearer <key>``. Lookups are cached for ``cache_ttl_s`` so a request costs no
-    query; a revocation therefore takes effect within that time."""
+    query; a revocation therefore takes effect within that time.
 
-    def __init__(self, store: ApiKeyStore, clock: Clock, *, cache_ttl_s: float = 5.0) -> None:
+    Keys that exist and keys that do not are cached apart, each bounded (least recently used dropped
+    first): a flood of made-up keys only ever evicts other made-up keys, never a real one, and a value
+    that is not even shaped like a key is refused without a query."""
+
+    def __init__(
+        self,
+        store: ApiKeyStore,
+        clock: Clock,
+        *,
+        cache_ttl_s: float = 5.0,
+        known_size: int = 10_000,
+        unknown_size: int = 10_000,
+    ) -> None:
         self._store = store
         self._clock = clock
         self._ttl = timedelta(seconds=cache_ttl_s)
-        self._cache: dict[str, tuple[ApiKey | None, datetime]] = {}
+        self._known = _Lru(known_size)
+        self._unknown = _Lru(unknown_size)
+        self.lookups = 0  # queries made: what the caches spared is the rest
 
     async def authenticate(self, authorization: str | None) -> ApiKey:
         scheme, _, secret = (authorization or "").partition(" ")
         secret = secret.strip()
         if scheme.lower() != "bearer" or not secret:
             raise Unauthorized("Send your API key as 'Authorization: Bearer <key>'.")
-        digest = hash_secret(secret)
-        now = self._clock.now()
-        cached = self._cache.get(digest)
-        if cached is not None and now - cached[1] < self._ttl:
-            key = cached[0]
-        else:
-            key = await self._store.find_by_hash(digest)
-            if len(self._cache) > 10_000:  # bounded: unknown keys must not grow it without limit
-                self._cache.clear()
-            self._cache[digest] = (key, now)
+        if not looks_like_key(secret):
+            raise Unauthorized("The API key is unknown or revoked.")
+        key = await self.by_hash(hash_secret(secret))
         if key is None or not key.active:
             raise Unauthorized("The API key is unknown or revoked.")
         return key
+
+    async def by_hash(self, digest: str) -> ApiKey | None:
+        """The key with this digest as of at most ``cache_ttl_s`` ago (revoked ones included)."""
+        now = self._clock.now()
+        for cache in (self._known, self._unknown):
+            cached = cache.get(digest)
+            if cached is not None and now - cached[1] < self._ttl:
+                return cached[0]
+        self.lookups += 1
+        key = await self._store.find_by_hash(digest)
+        (self._known if key is not None else self._unknown).put(digest, (key, now))
+        return key
+
+    async def still_valid(self, key: ApiKey) -> bool:
+        """Whether ``key`` is still active (a revocation shows within ``cache_ttl_s``)."""
+        current = await self.by_hash(key.key_hash)
+        return current is not None and current.active

@@ -4,6 +4,7 @@ they carry 256 random bits, so a fast hash is enough (no dictionary to guess fro
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +45,15 @@ class ApiKey:
 
 def new_secret() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+_KEY_SHAPE = re.compile(rf"^{KEY_PREFIX}[A-Za-z0-9_-]{{43}}$")
+
+
+def looks_like_key(secret: str) -> bool:
+    """Whether ``secret`` has the shape of a key this server makes (no lookup needed to refuse one that
+    does not)."""
+    return _KEY_SHAPE.match(secret) is not None
 
 
 def hash_secret(secret: str) -> str:

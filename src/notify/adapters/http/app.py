@@ -14,7 +14,13 @@ from uuid import UUID
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from notify.adapters.http.auth import API_KEY, PROTECTED_PREFIX, KeyRateLimiter, tenant_of
+from notify.adapters.http.auth import (
+    API_KEY,
+    PROTECTED_PREFIX,
+    FailedAuthLimiter,
+    KeyRateLimiter,
+    tenant_of,
+)
 from notify.adapters.http.errors import deadline_middleware, error_middleware, error_response, from_pydantic
 from notify.adapters.http.live import LiveEndpoint
 from notify.adapters.http.openapi import add_docs_routes
@@ -43,7 +49,7 @@ from notify.app.notifications import NotificationService
 from notify.app.operations import DeliveryState, Operations
 from notify.app.stats import StatsService
 from notify.app.templates import TemplateService
-from notify.domain.errors import FieldError, Forbidden, ValidationFailed
+from notify.domain.errors import FieldError, Forbidden, Unauthorized, ValidationFailed
 from notify.domain.model import Channel
 from notify.domain.pauses import PauseState
 from notify.domain.validation import MAX_IDEMPOTENCY_KEY_CHARS
@@ -68,6 +74,7 @@ class ApiServices:
     readiness: Mapping[str, ReadinessCheck] = field(default_factory=dict)
     # Reported by /health/ready, but not making the process unready.
     informational: Mapping[str, ReadinessCheck] = field(default_factory=dict)
+    failed_auth: FailedAuthLimiter = field(default_factory=FailedAuthLimiter)
 
 
 SERVICES = web.AppKey("services", ApiServices)
@@ -75,6 +82,7 @@ LIVE = web.AppKey("live", LiveEndpoint)
 TEMPLATES = web.AppKey("templates", TemplateService)
 STATS = web.AppKey("stats", StatsService)
 CORRELATION = web.RequestKey("correlation_id", str)
+MAX_BODY_BYTES = web.AppKey("max_body_bytes", int)  # NOTIFY_MAX_BODY_BYTES: a batch's limit
 
 
 @web.middleware
@@ -102,14 +110,36 @@ def _services(request: web.Request) -> ApiServices:
     return request.app[SERVICES]
 
 
+# Bodies of one notification, a template, a filter are small; only a batch of 1000 needs the full limit.
+SMALL_BODY_BYTES = 1024 * 1024
+BODY_TIMEOUT_S = 5.0
+
+
+def _body_limit(request: web.Request) -> int:
+    full = request.app[MAX_BODY_BYTES]
+    return full if request.path == "/api/v1/notifications/batch" else min(full, SMALL_BODY_BYTES)
+
+
 @web.middleware
 async def input_guard_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """PostgreSQL text and jsonb cannot hold U+0000: refuse it anywhere in the input with a 400 rather than
-    letting it reach the database."""
+    """What a client sends is bounded before anything else is done with it. Nothing is read for a request
+    that is not authenticated or not routed (it holds no memory); a body is read only for a route that takes
+    one, only up to that route's limit (413 past it) and within ``BODY_TIMEOUT_S`` (408). PostgreSQL text
+    and jsonb cannot hold U+0000: it is refused anywhere in the input with a 400."""
     if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.query.items()):
         raise ValidationFailed.for_fields([FieldError("query", "must not contain NUL characters", "nul")])
-    if request.can_read_body:
-        body = await request.read()  # cached for the handler; raises 413 past client_max_size
+    routed = request.match_info.http_exception is None
+    if routed and API_KEY in request and request.method in ("POST", "PUT", "PATCH") and request.can_read_body:
+        limit = _body_limit(request)
+        if request.content_length is not None and request.content_length > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT_S):
+                body = await request.read()  # cached for the handler; 413 past the app's limit
+        except TimeoutError:
+            raise web.HTTPRequestTimeout() from None
+        if len(body) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
         if b"\\u0000" in body or b"\x00" in body:
             raise ValidationFailed.for_fields([FieldError("body", "must not contain NUL characters", "nul")])
     response: web.StreamResponse = await handler(request)
@@ -120,7 +150,13 @@ async def input_guard_middleware(request: web.Request, handler: Any) -> web.Stre
 async def auth_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     if request.path.startswith(PROTECTED_PREFIX):
         services = _services(request)
-        key = await services.authenticator.authenticate(request.headers.get("Authorization"))
+        peer = request.remote or "unknown"
+        services.failed_auth.check(peer)  # 429 before any lookup for a client guessing keys
+        try:
+            key = await services.authenticator.authenticate(request.headers.get("Authorization"))
+        except Unauthorized:
+            services.failed_auth.failed(peer)
+            raise
         await services.key_limiter.admit(key)
         request[API_KEY] = key
     response: web.StreamResponse = await handler(request)
@@ -460,6 +496,7 @@ def create_app(
         ],
         client_max_size=max_body_bytes,
     )
+    app[MAX_BODY_BYTES] = max_body_bytes
     app.cleanup_ctx.append(resources)
     app.router.add_get("/health", health)
     app.router.add_get("/health/ready", ready)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from uuid import UUID
 
 from aiohttp import web
@@ -31,6 +33,33 @@ class KeyRateLimiter:
         if not limiter.has_capacity():
             raise RateLimited(f"This API key is limited to {rate:g} requests per second.", 1.0 / rate)
         await limiter.acquire()  # has capacity: returns at once
+
+
+class FailedAuthLimiter:
+    """Per client address, a budget of failed authentications (``rate_per_s``, up to ``burst`` at once):
+    past it the client gets 429 before any lookup, so guessing keys costs the database nothing more.
+    Addresses are remembered in a bounded table (least recently seen dropped first)."""
+
+    def __init__(self, rate_per_s: float = 5.0, burst: float = 20.0, max_clients: int = 10_000) -> None:
+        self._rate = rate_per_s
+        self._burst = burst
+        self._max = max_clients
+        self._spent: OrderedDict[str, tuple[float, float]] = OrderedDict()  # peer -> (debt, at)
+
+    def _debt(self, peer: str, now: float) -> float:
+        debt, at = self._spent.get(peer, (0.0, now))
+        return max(0.0, debt - (now - at) * self._rate)
+
+    def check(self, peer: str) -> None:
+        if self._debt(peer, time.monotonic()) >= self._burst:
+            raise RateLimited("Too many failed authentications from this address.", 1.0 / self._rate)
+
+    def failed(self, peer: str) -> None:
+        now = time.monotonic()
+        self._spent[peer] = (self._debt(peer, now) + 1.0, now)
+        self._spent.move_to_end(peer)
+        while len(self._spent) > self._max:
+            self._spent.popitem(last=False)
 
 
 def tenant_of(request: web.Request) -> str:

@@ -72,6 +72,7 @@ _HTTP_CODES = {
     404: "not_found",
     403: "forbidden",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
@@ -87,6 +88,8 @@ def _http_exception_response(exc: web.HTTPException) -> web.StreamResponse:
         message = "This method is not allowed on this resource."
     elif exc.status == 413:
         message = "The request body is larger than this server accepts."
+    elif exc.status == 408:
+        message = "The request body did not arrive in time."
     else:
         message = exc.reason
     headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
