@@ -653,6 +653,7 @@ class FakeApiKeyStore:
     def __init__(self) -> None:
         self.keys: dict[UUID, ApiKey] = {}
         self.lookups = 0
+        self.tokens: dict[str, tuple[UUID, datetime, bool]] = {}  # hash -> (key id, expires, used)
 
     async def add(self, key: ApiKey) -> None:
         self.keys[key.id] = key
@@ -670,6 +671,16 @@ class FakeApiKeyStore:
 
     async def all(self, tenant_id: str | None = None) -> list[ApiKey]:
         return [k for k in self.keys.values() if tenant_id is None or k.tenant_id == tenant_id]
+
+    async def add_live_token(self, token_hash: str, key_id: UUID, expires_at: datetime) -> None:
+        self.tokens[token_hash] = (key_id, expires_at, False)
+
+    async def use_live_token(self, token_hash: str, now: datetime) -> ApiKey | None:
+        found = self.tokens.get(token_hash)
+        if found is None or found[2] or found[1] <= now:
+            return None
+        self.tokens[token_hash] = (found[0], found[1], True)
+        return self.keys.get(found[0])
 
 
 _event_seq = count(1)

@@ -29,7 +29,7 @@ from notify.adapters.http.app import (
     create_app,
     create_worker_app,
 )
-from notify.adapters.http.auth import KeyRateLimiter
+from notify.adapters.http.auth import FailedAuthLimiter, KeyRateLimiter
 from notify.adapters.http.errors import REQUEST_DEADLINE_S, UNAVAILABLE_ERRORS
 from notify.adapters.http.live import LiveEndpoint
 from notify.adapters.kafka.consumer import PriorityConsumerLoop
@@ -194,6 +194,7 @@ def build_api_app(settings: Settings) -> web.Application:
             await status_reader.ready.wait()
 
         authenticator = Authenticator(PgApiKeyStore(pool), clock, cache_ttl_s=settings.api_key_cache_s)
+        failed_auth = FailedAuthLimiter()
         app[SERVICES] = ApiServices(
             service,
             Operations(store, clock, on_enqueued=wake_relay),
@@ -202,8 +203,16 @@ def build_api_app(settings: Settings) -> web.Application:
             {"database": database, "accepting": accepting},
             # Reported by /health/ready without making the API unready: accepting needs neither.
             {"kafka": kafka, "status_topic": live_ready},
+            failed_auth,
         )
-        app[LIVE] = LiveEndpoint(hub, authenticator, heartbeat_s=settings.ws_heartbeat_s)
+        app[LIVE] = LiveEndpoint(
+            hub,
+            authenticator,
+            heartbeat_s=settings.ws_heartbeat_s,
+            max_per_key=settings.ws_max_connections_per_key,
+            recheck_s=settings.api_key_cache_s,
+            failed_auth=failed_auth,
+        )
         stop = asyncio.Event()
 
         async def backlog() -> None:

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     )
     # Live status over WebSocket: events queued for one client before it is dropped as too slow.
     ws_client_buffer: int = Field(1000, ge=1)
+    ws_max_connections_per_key: int = Field(
+        16, ge=1, description="live streams one API key may have open at once (429 past it)"
+    )
     ws_heartbeat_s: float = Field(
         20.0, gt=0, description="ping interval; a client that stops answering is closed"
     )

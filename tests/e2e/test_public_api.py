@@ -69,12 +69,24 @@ async def test_revoked_key_is_refused(stack: Stack) -> None:
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {secret}"}) as http:
         async with http.get(f"{stack.api_url}/api/v1/notifications") as r:
             assert r.status == 200
-        revoke = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "notify", "keys", "revoke", key_id, env=env
-        )
-        assert await revoke.wait() == 0
-        async with http.get(f"{stack.api_url}/api/v1/notifications") as r:
-            assert r.status == 401
+        # A browser's way onto the live stream: a single-use token, not the key in the URL.
+        async with http.post(f"{stack.api_url}/api/v1/live/tokens") as r:
+            assert r.status == 201
+            token = await r.json()
+        ws_url = stack.api_url.replace("http", "ws", 1)
+        async with aiohttp.ClientSession() as browser:
+            live = await browser.ws_connect(f"{ws_url}{token['url']}")
+            async with browser.get(f"{stack.api_url}{token['url']}") as again:
+                assert again.status == 401  # used once already
+            revoke = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "notify", "keys", "revoke", key_id, env=env
+            )
+            assert await revoke.wait() == 0
+            async with http.get(f"{stack.api_url}/api/v1/notifications") as r:
+                assert r.status == 401
+            # The stream the revoked key opened does not outlive it.
+            message = await asyncio.wait_for(live.receive(), 30)
+            assert (message.type, message.data) == (aiohttp.WSMsgType.CLOSE, 1008), message
 
 
 async def test_per_key_rate_limit_answers_429_with_retry_after(stack: Stack) -> None:

@@ -10,6 +10,7 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from uuid import uuid4
 
@@ -36,6 +37,9 @@ class Live:
     endpoint: LiveEndpoint
     key_a: str  # tenant-a
     key_b: str  # tenant-b
+    authenticator: Authenticator
+    store: FakeApiKeyStore
+    clock: FakeClock
 
     async def connect(self, key: str, **kwargs: Any) -> aiohttp.ClientWebSocketResponse:
         return await self.client.ws_connect("/ws", headers={"Authorization": f"Bearer {key}"}, **kwargs)
@@ -48,11 +52,12 @@ async def serve(capacity: int = 100) -> AsyncIterator[Live]:
     _, key_a = await keys.create("a", "tenant-a")
     _, key_b = await keys.create("b", "tenant-b")
     hub = StatusHub(capacity=capacity)
-    endpoint = LiveEndpoint(hub, Authenticator(store, clock), heartbeat_s=30)
+    authenticator = Authenticator(store, clock)
+    endpoint = LiveEndpoint(hub, authenticator, heartbeat_s=30, max_per_key=3, recheck_s=0.1)
     app = web.Application(middlewares=[error_middleware])
     app.router.add_get("/ws", endpoint.handle)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        yield Live(client, hub, endpoint, key_a, key_b)
+        yield Live(client, hub, endpoint, key_a, key_b, authenticator, store, clock)
 
 
 @pytest.fixture
@@ -111,12 +116,49 @@ async def test_a_plain_get_with_a_key_is_400(live: Live) -> None:
     assert live.hub.subscribers == 0
 
 
-async def test_the_key_may_come_in_the_query_for_browsers(live: Live) -> None:
-    ws = await live.client.ws_connect(f"/ws?api_key={live.key_a}")
+async def test_a_key_in_the_url_is_refused_and_a_single_use_token_stands_for_it(live: Live) -> None:
+    resp = await live.client.get(f"/ws?api_key={live.key_a}")
+    error = await resp.json()
+    assert (resp.status, error["code"], error["details"][0]["field"]) == (400, "validation_error", "api_key")
+
+    key = await live.authenticator.authenticate(f"Bearer {live.key_a}")
+    token, expires_at = await live.authenticator.issue_live_token(key)
+    ws = await live.client.ws_connect(f"/ws?token={token}")
     await subscribe(ws)
-    live.hub.publish(event("n-1"))
+    live.hub.publish(event("n-1"))  # tenant-a's: the token acts for key a
     assert (await receive(ws))["notification_id"] == "n-1"
     await ws.close()
+    again = await live.client.get(f"/ws?token={token}")  # used once already
+    assert (again.status, (await again.json())["code"]) == (401, "unauthorized")
+    late, _ = await live.authenticator.issue_live_token(key)
+    live.clock.current = expires_at + timedelta(seconds=1)
+    expired = await live.client.get(f"/ws?token={late}")
+    assert expired.status == 401
+
+
+async def test_a_key_has_a_bounded_number_of_streams(live: Live) -> None:
+    open_ = [await live.connect(live.key_a) for _ in range(3)]  # the fixture's limit
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await live.connect(live.key_a)
+    assert refused.value.status == 429
+    other = await live.connect(live.key_b)  # another key is not held by it
+    key_a = await live.authenticator.authenticate(f"Bearer {live.key_a}")
+    await open_[0].close()
+    await until(lambda: live.endpoint._per_key.get(key_a.id) == 2)
+    replacement = await live.connect(live.key_a)  # room again once one closed
+    for ws in [*open_[1:], other, replacement]:
+        await ws.close()
+
+
+async def test_the_stream_of_a_revoked_key_is_closed_with_1008(live: Live) -> None:
+    ws = await live.connect(live.key_a)
+    await subscribe(ws)
+    key = await live.authenticator.authenticate(f"Bearer {live.key_a}")
+    await KeyService(live.store, live.clock).revoke(key.id)
+    live.clock.advance(60)  # past the cache time: the next check sees the revocation
+    message = await asyncio.wait_for(ws.receive(), 10)
+    assert message.type is WSMsgType.CLOSE, message
+    assert (message.data, message.extra) == (WSCloseCode.POLICY_VIOLATION, "API key revoked")
 
 
 # --- messages -----------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections import OrderedDict
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -47,6 +48,10 @@ class KeyService:
 
     async def all(self, tenant_id: str | None = None) -> list[ApiKey]:
         return await self._store.all(tenant_id)
+
+
+LIVE_TOKEN_PREFIX = "ntl_"
+LIVE_TOKEN_TTL = timedelta(seconds=60)
 
 
 class _Lru:
@@ -118,6 +123,23 @@ class Authenticator:
         self.lookups += 1
         key = await self._store.find_by_hash(digest)
         (self._known if key is not None else self._unknown).put(digest, (key, now))
+        return key
+
+    async def issue_live_token(self, key: ApiKey) -> tuple[str, datetime]:
+        """A single-use token standing for ``key`` on the WebSocket for ``LIVE_TOKEN_TTL``."""
+        token = LIVE_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        expires_at = self._clock.now() + LIVE_TOKEN_TTL
+        await self._store.add_live_token(hash_secret(token), key.id, expires_at)
+        return token, expires_at
+
+    async def use_live_token(self, token: str) -> ApiKey:
+        key = None
+        if token.startswith(LIVE_TOKEN_PREFIX) and len(token) < 100:
+            key = await self._store.use_live_token(hash_secret(token), self._clock.now())
+        if key is None or not key.active:
+            raise Unauthorized(
+                "The token is unknown, used or expired: get a new one (POST /api/v1/live/tokens)."
+            )
         return key
 
     async def still_valid(self, key: ApiKey) -> bool:

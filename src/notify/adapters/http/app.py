@@ -40,6 +40,7 @@ from notify.adapters.http.schemas import (
     encode_cursor,
     metrics_json,
     notification_json,
+    rfc3339,
 )
 from notify.adapters.http.templates import add_template_routes
 from notify.adapters.telemetry.metrics import count_accepted, http_metrics_middleware, metrics_handler
@@ -413,6 +414,13 @@ async def get_metrics(request: web.Request) -> web.Response:
     return web.json_response(metrics_json(metrics))
 
 
+async def create_live_token(request: web.Request) -> web.Response:
+    token, expires_at = await _services(request).authenticator.issue_live_token(request[API_KEY])
+    return web.json_response(
+        {"token": token, "expires_at": rfc3339(expires_at), "url": f"/ws?token={token}"}, status=201
+    )
+
+
 async def websocket(request: web.Request) -> web.StreamResponse:
     if LIVE not in request.app:
         return error_response(503, "unavailable", "Live status is not available in this process.", [])
@@ -520,5 +528,6 @@ def create_app(
     app.router.add_post("/api/v1/delivery/pause", pause_delivery)
     app.router.add_post("/api/v1/delivery/resume", resume_delivery)
     app.router.add_get("/api/v1/metrics", get_metrics)
+    app.router.add_post("/api/v1/live/tokens", create_live_token)
     add_docs_routes(app)
     return app

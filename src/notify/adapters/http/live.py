@@ -1,7 +1,10 @@
 """``GET /ws``: live status events over WebSocket.
 
-Authenticate with ``Authorization: Bearer <key>`` (or ``?api_key=`` for browsers, which cannot set headers
-on a WebSocket). Then optionally send ``{"action": "subscribe", "notification_ids": [...], "batch_ids":
+Authenticate with ``Authorization: Bearer <key>``, or, from a browser (which cannot set headers on a
+WebSocket), with ``?token=`` holding a single-use token valid for a minute from ``POST /api/v1/live/tokens``:
+an API key never travels in a URL. A key has at most ``NOTIFY_WS_MAX_CONNECTIONS_PER_KEY`` streams open
+(429 past it), and a stream whose key is revoked is closed with 1008 within ``NOTIFY_API_KEY_CACHE_S``.
+Then optionally send ``{"action": "subscribe", "notification_ids": [...], "batch_ids":
 [...], "channels": [...]}``; each subscribe replaces the previous filter and is acknowledged with
 ``{"action": "subscribed", ...}``. Without one, every event of the key's tenant is sent. Each event is one
 text frame ``{"notification_id", "batch_id", "channel", "status", "previous_status", "attempt", "error",
@@ -21,10 +24,12 @@ from uuid import UUID
 from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from notify.adapters.http.auth import FailedAuthLimiter
 from notify.adapters.telemetry.metrics import WS_CLIENTS, WS_DROPPED, WS_EVENTS
 from notify.app.auth import Authenticator
 from notify.app.live import Filter, StatusHub, Subscriber
-from notify.domain.errors import FieldError, ValidationFailed
+from notify.domain.errors import FieldError, RateLimited, Unauthorized, ValidationFailed
+from notify.domain.keys import ApiKey
 from notify.domain.model import Channel
 
 log = logging.getLogger(__name__)
@@ -56,18 +61,49 @@ class LiveEndpoint:
         *,
         heartbeat_s: float,
         max_message_bytes: int = 65536,
+        max_per_key: int = 16,
+        recheck_s: float = 5.0,
+        failed_auth: FailedAuthLimiter | None = None,
     ) -> None:
         self.hub = hub
         self._authenticator = authenticator
         self._heartbeat_s = heartbeat_s
         self._max_message_bytes = max_message_bytes
+        self._max_per_key = max_per_key
+        self._recheck_s = max(0.5, recheck_s)
+        self._failed_auth = failed_auth or FailedAuthLimiter()
         self._sockets: dict[web.WebSocketResponse, asyncio.Transport | None] = {}
+        self._per_key: dict[UUID, int] = {}
+
+    async def _authenticate(self, request: web.Request) -> ApiKey:
+        """401 in the error shape, before the upgrade; 429 for a client that keeps failing."""
+        if "api_key" in request.query:
+            raise ValidationFailed.for_fields(
+                [
+                    FieldError(
+                        "api_key",
+                        "an API key is never accepted in a URL: send it as 'Authorization: Bearer <key>', or "
+                        "get a single-use token from POST /api/v1/live/tokens and pass ?token=",
+                        "not_allowed",
+                    )
+                ]
+            )
+        peer = request.remote or "unknown"
+        self._failed_auth.check(peer)
+        try:
+            if "token" in request.query:
+                return await self._authenticator.use_live_token(request.query["token"])
+            return await self._authenticator.authenticate(request.headers.get("Authorization"))
+        except Unauthorized:
+            self._failed_auth.failed(peer)
+            raise
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
-        authorization = request.headers.get("Authorization")
-        if authorization is None and "api_key" in request.query:
-            authorization = f"Bearer {request.query['api_key']}"
-        key = await self._authenticator.authenticate(authorization)  # 401 in the error shape, before upgrade
+        key = await self._authenticate(request)
+        if self._per_key.get(key.id, 0) >= self._max_per_key:
+            raise RateLimited(
+                f"This API key already has {self._max_per_key} live connections open; close one first.", 5.0
+            )
         ws = web.WebSocketResponse(heartbeat=self._heartbeat_s, max_msg_size=self._max_message_bytes)
         if not ws.can_prepare(request).ok:
             raise ValidationFailed.for_fields(
@@ -77,23 +113,48 @@ class LiveEndpoint:
                     )
                 ]
             )
-        await ws.prepare(request)
-        subscriber = self.hub.connect(key.tenant_id)
-        self._sockets[ws] = request.transport
-        WS_CLIENTS.inc()
-        pump = asyncio.create_task(self._pump(ws, subscriber, request.transport), name="ws-pump")
+        self._per_key[key.id] = self._per_key.get(key.id, 0) + 1
         try:
-            async for message in ws:
-                if message.type is WSMsgType.TEXT:
-                    self._on_text(subscriber, message.data)
-                elif message.type is WSMsgType.BINARY:
-                    subscriber.offer(_error("Send JSON text frames.", "binary_frame"))
+            await ws.prepare(request)
+            subscriber = self.hub.connect(key.tenant_id)
+            self._sockets[ws] = request.transport
+            WS_CLIENTS.inc()
+            pump = asyncio.create_task(self._pump(ws, subscriber, request.transport), name="ws-pump")
+            watch = asyncio.create_task(self._watch_key(ws, key, request.transport), name="ws-key-watch")
+            try:
+                async for message in ws:
+                    if message.type is WSMsgType.TEXT:
+                        self._on_text(subscriber, message.data)
+                    elif message.type is WSMsgType.BINARY:
+                        subscriber.offer(_error("Send JSON text frames.", "binary_frame"))
+            finally:
+                watch.cancel()
+                self.hub.disconnect(subscriber)
+                self._sockets.pop(ws, None)
+                WS_CLIENTS.dec()
+                await _finish(pump)
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watch
         finally:
-            self.hub.disconnect(subscriber)
-            self._sockets.pop(ws, None)
-            WS_CLIENTS.dec()
-            await _finish(pump)
+            self._per_key[key.id] -= 1
+            if not self._per_key[key.id]:
+                del self._per_key[key.id]
         return ws
+
+    async def _watch_key(
+        self, ws: web.WebSocketResponse, key: ApiKey, transport: asyncio.Transport | None
+    ) -> None:
+        """A stream lives no longer than its key: revoked, it is closed with 1008 (policy violation)."""
+        while not ws.closed:
+            await asyncio.sleep(self._recheck_s)
+            try:
+                valid = await self._authenticator.still_valid(key)
+            except Exception:  # the database is down: keep the stream, look again later
+                continue
+            if not valid:
+                log.info("closing the live stream of a revoked key", extra={"key_id": str(key.id)})
+                await _close(ws, WSCloseCode.POLICY_VIOLATION, b"API key revoked", transport)
+                return
 
     def _on_text(self, subscriber: Subscriber, data: str) -> None:
         try:

@@ -252,6 +252,14 @@ class HealthOut(_Out):
     status: Literal["ok"]
 
 
+class LiveTokenOut(_Out):
+    """A single-use token for the WebSocket, standing for the API key that asked for it."""
+
+    token: str = Field(description="Pass as `?token=` when opening `/ws`; usable once.")
+    expires_at: datetime = Field(description="Unused by then, it is worthless (a minute after it was made).")
+    url: str = Field(description="The path to open: `/ws?token=...`.")
+
+
 class ReadyOut(_Out):
     """Able to accept: the database answers and the unpublished outbox is under its limit. Accepting does
     not need Kafka (the outbox holds what is accepted), so Kafka and the live status reader are reported
@@ -914,10 +922,35 @@ def _observability_operations() -> dict[tuple[Method, str], Operation]:
                     None,
                 ),
             ),
-            frozenset({"Unauthorized", "BadRequest", "Unavailable"}),
+            frozenset({"Unauthorized", "BadRequest", "TooManyRequests", "Unavailable"}),
             description=(
-                "Authenticate with `Authorization: Bearer <key>`, or `?api_key=<key>` where a client "
-                "cannot set headers (browsers). A request that is not a WebSocket upgrade is a 400."
+                "Authenticate with `Authorization: Bearer <key>`, or, where a client cannot set headers "
+                "(browsers), with `?token=` from `POST /api/v1/live/tokens`: an API key is never accepted in "
+                "a URL (400). A key has a bounded number of streams open at once (429 past it); the stream "
+                "of a revoked key is closed with 1008. A request that is not a WebSocket upgrade is a 400."
+            ),
+        ),
+        ("POST", "/api/v1/live/tokens"): Operation(
+            "createLiveToken",
+            "A single-use token for the WebSocket",
+            "notifications",
+            (
+                Success(
+                    201,
+                    LiveTokenOut,
+                    "A token valid for one connection within a minute.",
+                    {
+                        "token": "ntl_3q2-7wEvFy8kY1cI5u0dJm3xq4R0bZlK8sPe1n0aT2g",
+                        "expires_at": "2025-01-15T10:31:00Z",
+                        "url": "/ws?token=ntl_3q2-7wEvFy8kY1cI5u0dJm3xq4R0bZlK8sPe1n0aT2g",
+                    },
+                ),
+            ),
+            _API,
+            description=(
+                "For browsers, which cannot set headers on a WebSocket: ask for a token with the API key "
+                "(from your server, or a same-origin page), then open `/ws?token=...`. The token is usable "
+                "once, within a minute, and the stream acts for the key that asked for it."
             ),
         ),
     }
@@ -1419,6 +1452,7 @@ __all__ = [
     "ErrorOut",
     "FieldErrorOut",
     "HealthOut",
+    "LiveTokenOut",
     "MetricsOut",
     "NotificationOut",
     "Operation",

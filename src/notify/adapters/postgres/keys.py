@@ -52,6 +52,31 @@ class PgApiKeyStore:
         )
         return str(status).endswith(" 1")
 
+    async def add_live_token(self, token_hash: str, key_id: UUID, expires_at: datetime) -> None:
+        await self._pool.execute(
+            "INSERT INTO live_tokens (token_hash, key_id, expires_at) VALUES ($1, $2, $3)",
+            token_hash,
+            key_id,
+            expires_at,
+        )
+
+    async def use_live_token(self, token_hash: str, now: datetime) -> ApiKey | None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "DELETE FROM live_tokens WHERE expires_at < $1::timestamptz - interval '1 hour'", now
+            )
+            row = await conn.fetchrow(
+                f"""WITH used AS (
+                        UPDATE live_tokens SET used_at = $2
+                         WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2
+                     RETURNING key_id)
+                    SELECT {", ".join("k." + c.strip() for c in _COLUMNS.split(","))}
+                      FROM api_keys k JOIN used ON used.key_id = k.id""",
+                token_hash,
+                now,
+            )
+        return _key(row) if row else None
+
     async def all(self, tenant_id: str | None = None) -> list[ApiKey]:
         rows = await self._pool.fetch(
             f"SELECT {_COLUMNS} FROM api_keys WHERE $1::text IS NULL OR tenant_id = $1 ORDER BY created_at",
