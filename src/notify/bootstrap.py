@@ -47,6 +47,7 @@ from notify.adapters.provider.http import HttpProvider
 from notify.adapters.resilience import AioCircuitBreaker, ChannelRateLimiter
 from notify.adapters.telemetry import metrics
 from notify.adapters.telemetry.tracing import OtelTraceContexts, span_in
+from notify.adapters.templates.isolated import IsolatedTemplateEngine
 from notify.app.admission import Admission
 from notify.app.auth import Authenticator
 from notify.app.delivery import Deliverer, DeliveryOutcome, PauseCache, Route
@@ -155,7 +156,13 @@ def build_api_app(settings: Settings) -> web.Application:
         wake_relay = relay.wake if settings.outbox_relay_enabled else None
         store = PgNotificationStore(pool)
         admission = Admission(PgOutbox(pool), max_backlog=settings.max_outbox_backlog)
-        templates = TemplateService(PgTemplateStore(pool), clock)
+        engine = IsolatedTemplateEngine(
+            workers=settings.template_workers,
+            time_limit_s=settings.template_render_timeout_s,
+            memory_mib=settings.template_memory_mib,
+        )
+        await engine.start()
+        templates = TemplateService(PgTemplateStore(pool), clock, engine)
         app[TEMPLATES] = templates
         stats = StatsService(PgDeliveryStats(pool), clock)
         app[STATS] = stats
@@ -245,6 +252,7 @@ def build_api_app(settings: Settings) -> web.Application:
         finally:
             await _background(stop, *tasks)
             await link.close()
+            await engine.close()
             await pool.close()
 
     app = create_app(settings.max_body_bytes, resources)

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     api_key_cache_s: float = Field(
         5.0, ge=0, description="key lookups are cached; revocation takes this long"
     )
+    # Templates are rendered in worker processes, each capped in memory; a render past its time is killed.
+    template_workers: int = Field(2, ge=1, description="template worker processes per API process")
+    template_render_timeout_s: float = Field(1.0, gt=0, description="a render taking longer is refused")
+    template_memory_mib: int = Field(256, ge=64, description="address space of a template worker")
     api_request_timeout_s: float = Field(
         10.0, gt=0, description="a request not answered by then gets 503 (a slow or locked database)"
     )

@@ -16,6 +16,7 @@ from notify.adapters.clock import SystemClock
 from notify.adapters.http.errors import error_middleware
 from notify.adapters.http.templates import add_template_routes
 from notify.adapters.postgres.templates import PgTemplateStore
+from notify.adapters.templates.inline import InlineTemplateEngine
 from notify.app.templates import TemplateService
 
 TEMPLATES = web.AppKey("templates", TemplateService)
@@ -29,7 +30,7 @@ def tenant_from_header(request: web.Request) -> str:
 @pytest.fixture
 async def client(pool: asyncpg.Pool) -> AsyncIterator[TestClient[web.Request, web.Application]]:
     app = web.Application(middlewares=[error_middleware])
-    app[TEMPLATES] = TemplateService(PgTemplateStore(pool), SystemClock())
+    app[TEMPLATES] = TemplateService(PgTemplateStore(pool), SystemClock(), InlineTemplateEngine())
     add_template_routes(app, TEMPLATES, tenant_from_header)
     async with TestClient(TestServer(app)) as c:
         yield c

@@ -10,6 +10,7 @@ import pytest
 
 from notify.adapters.postgres.store import PgNotificationStore
 from notify.adapters.postgres.templates import PgTemplateStore
+from notify.adapters.templates.inline import InlineTemplateEngine
 from notify.app.notifications import NewNotification, NotificationService
 from notify.app.templates import TemplateService
 from notify.domain.errors import Conflict, NotFound, ValidationFailed
@@ -31,7 +32,7 @@ def store(pool: asyncpg.Pool) -> PgTemplateStore:
 
 @pytest.fixture
 def service(store: PgTemplateStore, clock: FakeClock) -> TemplateService:
-    return TemplateService(store, clock)
+    return TemplateService(store, clock, InlineTemplateEngine())
 
 
 async def test_create_and_get_round_trip(service: TemplateService) -> None:

@@ -14,21 +14,11 @@ from uuid import UUID
 from notify.domain.errors import FieldError, NotFound, ValidationFailed
 from notify.domain.ids import uuid7_at
 from notify.domain.model import Channel
-from notify.domain.templates import Template, check_template_name, check_template_source, render
+from notify.domain.templates import Template, check_template_name
 from notify.ports.clock import Clock
-from notify.ports.templates import TemplateStore
+from notify.ports.templates import TemplateEngine, TemplateStore
 
 MAX_PAGE_SIZE = 100
-
-
-def _check(name: str, channel: Channel, body: str, subject: str | None) -> None:
-    errors: list[FieldError] = []
-    err = check_template_name(name)
-    if err:
-        errors.append(err)
-    errors.extend(check_template_source(channel, body, subject))
-    if errors:
-        raise ValidationFailed.for_fields(errors)
 
 
 def _not_found(template_id: UUID) -> NotFound:
@@ -36,14 +26,24 @@ def _not_found(template_id: UUID) -> NotFound:
 
 
 class TemplateService:
-    def __init__(self, store: TemplateStore, clock: Clock) -> None:
+    def __init__(self, store: TemplateStore, clock: Clock, engine: TemplateEngine) -> None:
         self._store = store
         self._clock = clock
+        self._engine = engine
+
+    async def _check(self, name: str, channel: Channel, body: str, subject: str | None) -> None:
+        errors: list[FieldError] = []
+        err = check_template_name(name)
+        if err:
+            errors.append(err)
+        errors.extend(await self._engine.check(channel, body, subject))
+        if errors:
+            raise ValidationFailed.for_fields(errors)
 
     async def create(
         self, tenant_id: str, name: str, channel: Channel, body: str, subject: str | None = None
     ) -> Template:
-        _check(name, channel, body, subject)
+        await self._check(name, channel, body, subject)
         now = self._clock.now()
         template = Template(
             id=uuid7_at(now),
@@ -83,7 +83,7 @@ class TemplateService:
         subject: str | None = None,
     ) -> Template:
         """Replaces name, channel, body and subject (a PUT): an omitted subject is removed."""
-        _check(name, channel, body, subject)
+        await self._check(name, channel, body, subject)
         current = await self.get(tenant_id, template_id)
         changed = dataclasses.replace(
             current, name=name, channel=channel, body=body, subject=subject, updated_at=self._clock.now()
@@ -123,4 +123,4 @@ class TemplateService:
                     )
                 ]
             )
-        return render(template, variables, prefix)
+        return await self._engine.render(template, variables, prefix)

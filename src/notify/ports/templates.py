@@ -1,9 +1,27 @@
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 from uuid import UUID
 
+from notify.domain.errors import FieldError
+from notify.domain.model import Channel
 from notify.domain.templates import Template
+
+
+class TemplateEngine(Protocol):
+    """Checks and renders templates, which are untrusted code: bounded in time and memory."""
+
+    async def check(self, channel: Channel, body: str, subject: str | None) -> list[FieldError]:
+        """Everything wrong with a template's source (``body``, ``subject`` fields); renders nothing."""
+        ...
+
+    async def render(
+        self, template: Template, variables: Mapping[str, Any], prefix: str = ""
+    ) -> tuple[str, str | None]:
+        """(content, subject); raises ValidationFailed naming the failing fields (``prefix``ed), a missing
+        variable, or a template too expensive to render."""
+        ...
 
 
 class TemplateStore(Protocol):
