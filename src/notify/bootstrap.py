@@ -141,7 +141,9 @@ def build_api_app(settings: Settings) -> web.Application:
     async def resources(app: web.Application) -> AsyncIterator[None]:
         clock = SystemClock()
         pool = await create_pool(
-            settings.database_url, min_size=settings.database_pool_min, max_size=settings.database_pool_max
+            settings.database_url.get_secret_value(),
+            min_size=settings.database_pool_min,
+            max_size=settings.database_pool_max,
         )
         link = KafkaLink(
             lambda: make_producer(settings.kafka_bootstrap_servers, linger_ms=settings.kafka_linger_ms),
@@ -294,7 +296,13 @@ def build_routes(settings: Settings, http: aiohttp.ClientSession) -> dict[Channe
     return {
         channel: [
             Route(
-                HttpProvider(p.name, p.url, http, timeout_s=p.timeout_s, hmac_secret=p.hmac_secret),
+                HttpProvider(
+                    p.name,
+                    p.url,
+                    http,
+                    timeout_s=p.timeout_s,
+                    hmac_secret=p.hmac_secret.get_secret_value() if p.hmac_secret else None,
+                ),
                 AioCircuitBreaker(
                     f"{channel.value}:{p.name}",
                     fail_max=settings.breaker_fail_max,
@@ -346,7 +354,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     clock = SystemClock()
     worker_id = _worker_id(settings)
     pool = await create_pool(
-        settings.database_url, min_size=settings.database_pool_min, max_size=settings.database_pool_max
+        settings.database_url.get_secret_value(),
+        min_size=settings.database_pool_min,
+        max_size=settings.database_pool_max,
     )
     http = aiohttp.ClientSession()
     producer = make_producer(settings.kafka_bootstrap_servers, linger_ms=settings.kafka_linger_ms)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,14 +18,15 @@ class ProviderSettings(BaseModel):
     name: str = Field(min_length=1)
     url: str = Field(min_length=1)
     timeout_s: float = Field(10.0, gt=0)
-    hmac_secret: str | None = None
+    hmac_secret: SecretStr | None = None  # never printed: not in logs, reprs or validation errors
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NOTIFY_", env_file=".env", extra="ignore")
 
     # --- infrastructure ---------------------------------------------------------------------------------
-    database_url: str = "postgresql://postgres@127.0.0.1:5432/notify"
+    # A secret: the URL carries the password. Read it with .get_secret_value().
+    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/notify")
     database_pool_min: int = Field(2, ge=1)
     database_pool_max: int = Field(10, ge=1)
     kafka_bootstrap_servers: str = "127.0.0.1:9092"

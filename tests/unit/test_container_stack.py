@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pydantic
 import pytest
@@ -27,6 +28,9 @@ from notify.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
+ENV_EXAMPLE = ROOT / ".env.example"
+# Compose's variable substitution: ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}.
+SUBSTITUTION = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 PYPROJECT = ROOT / "pyproject.toml"
@@ -351,9 +355,50 @@ def check_ports(compose: Compose, image_env: Mapping[str, str], monkeypatch: pyt
 # --- fixtures ----------------------------------------------------------------------------------------------
 
 
+def env_example() -> dict[str, str]:
+    pairs = (line.partition("=") for line in ENV_EXAMPLE.read_text().splitlines())
+    return {k.strip(): v.strip() for k, sep, v in pairs if sep and not k.strip().startswith("#")}
+
+
+def substitute(text: str, env: Mapping[str, str]) -> str:
+    """Compose's variable substitution, as ``docker compose`` does it."""
+
+    def value(match: re.Match[str]) -> str:
+        name, kind, rest = match.group(1), match.group(2) or "", match.group(3) or ""
+        if name in env and (env[name] or not kind.startswith(":")):
+            return env[name]
+        if kind.endswith("?"):
+            raise AssertionError(f"docker compose would refuse to start: {name} is not set ({rest})")
+        return rest if kind.endswith("-") else ""
+
+    return SUBSTITUTION.sub(value, text)
+
+
+def database_roles(
+    compose: Compose, image_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str | None]:
+    """The PostgreSQL user each notify service connects as."""
+    roles = {}
+    for name in ("migrate", "api", "worker"):
+        settings = settings_from_env(merged_env(compose, name, image_env), monkeypatch)
+        roles[name] = urlsplit(settings.database_url.get_secret_value()).username
+    return roles
+
+
+def exposed_beyond_localhost(compose: Compose) -> dict[str, list[str]]:
+    """Published ports that listen on every interface of the host, per service."""
+    found: dict[str, list[str]] = {}
+    for name, service in services(compose).items():
+        for port in service.get("ports") or []:
+            if not str(port).startswith("127.0.0.1:"):
+                found.setdefault(name, []).append(str(port))
+    return found
+
+
 @pytest.fixture(scope="module")
 def compose() -> Compose:
-    data = yaml.safe_load(COMPOSE_FILE.read_text())
+    """The compose file as ``docker compose`` sees it with the values of ``.env.example``."""
+    data = yaml.safe_load(substitute(COMPOSE_FILE.read_text(), env_example()))
     assert isinstance(data, dict)
     return data
 
@@ -434,7 +479,7 @@ class TestCompose:
     ) -> None:
         settings = settings_from_env(merged_env(compose, name, image_env), monkeypatch)
         if name != "sandbox":
-            assert settings.database_url.startswith("postgresql://")
+            assert settings.database_url.get_secret_value().startswith("postgresql://")
             assert settings.kafka_bootstrap_servers == "kafka:9092"
             assert settings.otlp_endpoint == "http://jaeger:4318"
             assert settings.providers_for("sms")[0].url == "http://sandbox:9100/send"
@@ -443,6 +488,31 @@ class TestCompose:
             assert settings.api_host == "0.0.0.0"
         if name == "worker":
             assert settings.worker_http_host == "0.0.0.0"
+
+    def test_the_app_connects_as_a_least_privilege_role_and_migrations_as_the_owner(
+        self, compose: Compose, image_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        assert database_roles(compose, image_env, monkeypatch) == {
+            "migrate": "notify_owner",
+            "api": "notify_app",
+            "worker": "notify_app",
+        }
+        roles = (ROOT / "deploy/postgres/init-roles.sh").read_text()
+        assert "CREATE ROLE notify_app LOGIN" in roles and "SUPERUSER" not in roles
+        mounted = services(compose)["postgres"]["volumes"]
+        assert "./deploy/postgres/init-roles.sh:/docker-entrypoint-initdb.d/10-notify-roles.sh:ro" in mounted
+
+    def test_dev_only_services_are_published_on_this_host_only(self, compose: Compose) -> None:
+        assert exposed_beyond_localhost(compose) == {"api": ["8080:8080"]}
+
+    def test_secrets_have_no_defaults_and_env_example_names_each(self) -> None:
+        text = COMPOSE_FILE.read_text()
+        used = {m.group(1) for m in SUBSTITUTION.finditer(text)}
+        assert used == set(env_example())
+        for m in SUBSTITUTION.finditer(text):
+            assert m.group(2) == ":?", f"${{{m.group(1)}}} must be required, not defaulted"
+        with pytest.raises(AssertionError, match="would refuse to start"):
+            substitute(text, {})
 
     def test_kafka_is_single_node_kraft_advertising_its_service_name(self, compose: Compose) -> None:
         env = environment(services(compose)["kafka"])

@@ -77,13 +77,13 @@ class DevStack:
         self.broker = TansuBroker()
         self.embedded: EmbeddedPostgres | None = None
         self.processes: list[subprocess.Popen[bytes]] = []
-        self.database_url = settings.database_url
+        self.database_url = settings.database_url.get_secret_value()
         self.api_key = ""
         self.admin_key = ""
 
     async def start(self) -> None:
         WORKDIR.mkdir(exist_ok=True)
-        self.database_url, self.embedded = await ensure_postgres(self.settings.database_url, WORKDIR / "pg")
+        self.database_url, self.embedded = await ensure_postgres(self.database_url, WORKDIR / "pg")
         _say("PostgreSQL: " + ("embedded server started" if self.embedded else "using the running server"))
         await ensure_database(self.database_url)
         await asyncio.to_thread(apply_migrations, self.database_url)

@@ -65,9 +65,10 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     from notify.adapters.postgres.migrate import apply_migrations, ensure_database
 
-    if args.create_database and asyncio.run(ensure_database(settings.database_url)):
+    url = settings.database_url.get_secret_value()
+    if args.create_database and asyncio.run(ensure_database(url)):
         log.info("created database")
-    applied = apply_migrations(settings.database_url)
+    applied = apply_migrations(url)
     log.info("migrations applied", extra={"applied": applied})
     return 0
 
@@ -111,7 +112,7 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
     from notify.domain.keys import KeyScope
 
     async def run() -> int:
-        pool = await create_pool(settings.database_url, min_size=1, max_size=1)
+        pool = await create_pool(settings.database_url.get_secret_value(), min_size=1, max_size=1)
         try:
             keys = KeyService(PgApiKeyStore(pool), SystemClock())
             if args.action == "create":
