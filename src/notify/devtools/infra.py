@@ -780,10 +780,11 @@ class EmbeddedPostgres:
             _stop_process(self._proc, "embedded PostgreSQL", signal.SIGINT, self._stop_timeout_s)
             self._proc = None
 
-    def restart(self, *, crash: bool = False) -> None:
+    def restart(self, *, crash: bool = False, down_s: float = 0.0) -> None:
         """Stop and start again on the same port with the same data, as clients would see a database restart;
         ``crash``: SIGKILL the postmaster and every backend at once (no checkpoint), so the new server starts
-        with crash recovery, as after a power cut of the process (the data directory survives)."""
+        with crash recovery, as after a power cut of the process (the data directory survives); ``down_s``:
+        how long it stays unavailable in between."""
         if crash and self._proc is not None:
             atexit.unregister(self.stop)
             group = self._proc.pid  # its own session: the group holds the backends too
@@ -800,6 +801,7 @@ class EmbeddedPostgres:
                     break
                 time.sleep(_POLL_INTERVAL_S)
         self.stop()
+        time.sleep(down_s)
         self.start()
 
     def destroy(self) -> None:
