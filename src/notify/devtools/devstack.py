@@ -135,6 +135,7 @@ class DevStack:
                 "",
                 "Try:",
                 f"  export NOTIFY_KEY={self.api_key}",
+                f"  export NOTIFY_ADMIN_KEY={self.admin_key}",
                 f'  curl -s -X POST {api}/api/v1/notifications -H "Authorization: Bearer $NOTIFY_KEY" \\',
                 "       -H 'Content-Type: application/json' \\",
                 '       -d \'{"channel": "sms", "recipient": "+14155550123", "content": "Hello"}\'',
