@@ -142,6 +142,7 @@ class Stack:
             NOTIFY_OUTBOX_POLL_INTERVAL_S="0.2",
             NOTIFY_LOG_LEVEL="INFO",
             NOTIFY_API_KEY_RATE_LIMIT_PER_S="100000",  # tests that exercise the limit set their own
+            NOTIFY_API_FAILED_AUTH_PER_S="0",  # likewise: many tests send bad keys from one address
         )
         env.update({f"NOTIFY_{k.upper()}": str(v) for k, v in overrides.items()})
         return env

@@ -203,7 +203,9 @@ def build_api_app(settings: Settings) -> web.Application:
             await status_reader.ready.wait()
 
         authenticator = Authenticator(PgApiKeyStore(pool), clock, cache_ttl_s=settings.api_key_cache_s)
-        failed_auth = FailedAuthLimiter()
+        failed_auth = FailedAuthLimiter(
+            rate_per_s=settings.api_failed_auth_per_s, burst=4 * settings.api_failed_auth_per_s
+        )
         app[SERVICES] = ApiServices(
             service,
             Operations(store, clock, on_enqueued=wake_relay),

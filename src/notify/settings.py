@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     # A batch of 1000 emails can be large; single requests are far smaller.
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     api_key_rate_limit_per_s: float = Field(200.0, gt=0, description="default requests/s per API key")
+    api_failed_auth_per_s: float = Field(
+        5.0,
+        ge=0,
+        description="failed authentications per client address and second, 4x that at once (0: off)",
+    )
     api_key_cache_s: float = Field(
         5.0, ge=0, description="key lookups are cached; revocation takes this long"
     )

@@ -38,7 +38,8 @@ class KeyRateLimiter:
 class FailedAuthLimiter:
     """Per client address, a budget of failed authentications (``rate_per_s``, up to ``burst`` at once):
     past it the client gets 429 before any lookup, so guessing keys costs the database nothing more.
-    Addresses are remembered in a bounded table (least recently seen dropped first)."""
+    Addresses are remembered in a bounded table (least recently seen dropped first). A rate of 0 is no
+    limit."""
 
     def __init__(self, rate_per_s: float = 5.0, burst: float = 20.0, max_clients: int = 10_000) -> None:
         self._rate = rate_per_s
@@ -51,10 +52,12 @@ class FailedAuthLimiter:
         return max(0.0, debt - (now - at) * self._rate)
 
     def check(self, peer: str) -> None:
-        if self._debt(peer, time.monotonic()) >= self._burst:
+        if self._rate and self._debt(peer, time.monotonic()) >= self._burst:
             raise RateLimited("Too many failed authentications from this address.", 1.0 / self._rate)
 
     def failed(self, peer: str) -> None:
+        if not self._rate:
+            return
         now = time.monotonic()
         self._spent[peer] = (self._debt(peer, now) + 1.0, now)
         self._spent.move_to_end(peer)
