@@ -360,7 +360,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         min_size=settings.database_pool_min,
         max_size=settings.database_pool_max,
     )
-    http = aiohttp.ClientSession()
+    # One provider connection per delivery in flight (aiohttp's default pool of 100 would queue the rest).
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=settings.worker_concurrency))
     producer = make_producer(settings.kafka_bootstrap_servers, linger_ms=settings.kafka_linger_ms)
     consumer: AIOKafkaConsumer | None = None
     probe: AIOKafkaConsumer | None = None

@@ -83,9 +83,9 @@ class Settings(BaseSettings):
 
     # --- worker -----------------------------------------------------------------------------------------
     worker_id: str = ""  # defaults to host:pid
-    worker_concurrency: int = Field(32, ge=1, description="deliveries in flight at once")
+    worker_concurrency: int = Field(128, ge=1, description="deliveries in flight at once")
     worker_concurrency_per_channel: int = Field(
-        24, ge=1, description="of those, at most this many for one channel (a slow channel spares the rest)"
+        96, ge=1, description="of those, at most this many for one channel (a slow channel spares the rest)"
     )
     worker_buffer_per_priority: int = Field(
         256, ge=1, description="records fetched ahead per priority before its partitions are paused"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
@@ -409,6 +410,27 @@ async def test_fifty_concurrent_duplicates_make_one_notification(
     assert sum(1 for r in results if not r.replayed) == 1
     assert await pool.fetchval("SELECT count(*) FROM notifications") == 1
     assert len(await outbox_rows(pool)) == 1
+
+
+async def test_concurrent_singles_share_statements_and_a_bad_one_fails_alone(
+    service: NotificationService, store: PgNotificationStore, pool: asyncpg.Pool
+) -> None:
+    # Accepted notifications built by the service; one then breaks a database constraint (a trace context
+    # longer than the column allows) that validation cannot see, to prove it takes only itself down.
+    model = await service.create("t1", sms())
+    await pool.execute("DELETE FROM outbox; DELETE FROM notifications")
+    good = [replace(model, id=uuid4(), content=f"good {i}") for i in range(30)]
+    bad = replace(model, id=uuid4(), trace_context="x" * 600)
+    everyone = [*good[:15], bad, *good[15:]]
+    groups_before = store._singles.groups
+    outcomes = await asyncio.gather(*(store.create([n]) for n in everyone), return_exceptions=True)
+    assert isinstance(outcomes[15], asyncpg.CheckViolationError)
+    assert [o for i, o in enumerate(outcomes) if i != 15] == [None] * 30
+    stored = {r["id"] for r in await pool.fetch("SELECT id FROM notifications")}
+    assert stored == {n.id for n in good}
+    assert len(await outbox_rows(pool)) == 30
+    assert store._singles.groups - groups_before < len(everyone)  # they were grouped
+    assert store._singles.isolated >= 1
 
 
 async def test_batch_of_1000_is_one_transaction_with_counts(

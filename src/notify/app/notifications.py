@@ -154,7 +154,8 @@ class NotificationService:
             metadata=new.metadata,
             max_retries=self._max_retries[new.priority],
             correlation_id=correlation_id,
-            request_hash=_request_fingerprint(new),
+            # Only a request that can be retried with its key is ever compared with another.
+            request_hash=_request_fingerprint(new) if new.idempotency_key is not None else None,
         )
         return notification, []
 

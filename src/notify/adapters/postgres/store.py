@@ -6,6 +6,7 @@ machine, so a change the machine forbids matches no row instead of overwriting a
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from datetime import datetime
@@ -14,6 +15,7 @@ from uuid import UUID
 
 import asyncpg
 
+from notify.adapters.postgres.grouping import Coalescer
 from notify.adapters.telemetry.tracing import span_in
 from notify.domain.errors import DuplicateIdempotencyKey, IllegalTransition, NotFound
 from notify.domain.ids import highest_id_at, lowest_id_at
@@ -89,15 +91,91 @@ def _affected(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-_INSERT = f"""
-INSERT INTO notifications ({_COLUMNS}, enqueued_at)
-VALUES ({", ".join(f"${i}" for i in range(1, len(_COLUMNS.split(",")) + 2))})
-"""
+# What a new notification is stored with; every other column starts at its default (NULL, 0, ...).
+_NEW_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "uuid"),
+    ("tenant_id", "text"),
+    ("batch_id", "uuid"),
+    ("channel", "text"),
+    ("recipient", "text"),
+    ("subject", "text"),
+    ("content", "text"),
+    ("priority", "text"),
+    ("status", "text"),
+    ("scheduled_at", "timestamptz"),
+    ("expires_at", "timestamptz"),
+    ("idempotency_key", "text"),
+    ("template_id", "uuid"),
+    ("template_variables", "jsonb"),
+    ("metadata", "jsonb"),
+    ("max_retries", "int"),
+    ("correlation_id", "text"),
+    ("created_at", "timestamptz"),
+    ("updated_at", "timestamptz"),
+    ("request_hash", "text"),
+    ("trace_context", "text"),
+    ("enqueued_at", "timestamptz"),
+)
 
-_INSERT_OUTBOX = """
-INSERT INTO outbox (notification_id, priority, channel, correlation_id, created_at)
-SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
-"""
+
+def _new_row(n: Notification) -> tuple[Any, ...]:
+    return (
+        n.id,
+        n.tenant_id,
+        n.batch_id,
+        n.channel.value,
+        n.recipient,
+        n.subject,
+        n.content,
+        n.priority.value,
+        n.status.value,
+        n.scheduled_at,
+        n.expires_at,
+        n.idempotency_key,
+        n.template_id,
+        None if n.template_variables is None else json.dumps(n.template_variables),
+        json.dumps(n.metadata),
+        n.max_retries,
+        n.correlation_id,
+        n.created_at,
+        n.updated_at,
+        n.request_hash,
+        n.trace_context,
+        n.created_at if n.status is Status.PENDING else None,
+    )
+
+
+# Notifications and the dispatch records of the pending ones, in one statement (one round trip, atomic):
+# a column array each ($1..$22). ``{conflict}`` is empty (a duplicate idempotency key fails the statement) or
+# skips the duplicates; the ids inserted are returned either way.
+_INSERT_NEW = """
+WITH new AS (
+    INSERT INTO notifications ({columns})
+    SELECT {selected} FROM unnest({arrays}) AS u({columns})
+    {conflict}
+    RETURNING id, status, priority, channel, correlation_id, created_at
+), queued AS (
+    INSERT INTO outbox (notification_id, priority, channel, correlation_id, created_at)
+    SELECT id, priority, channel, correlation_id, created_at FROM new WHERE status = 'pending'
+)
+SELECT id FROM new
+""".format(
+    columns=", ".join(name for name, _ in _NEW_COLUMNS),
+    selected=", ".join(f"u.{name}::jsonb" if kind == "jsonb" else f"u.{name}" for name, kind in _NEW_COLUMNS),
+    arrays=", ".join(
+        f"${i}::{'text' if kind == 'jsonb' else kind}[]" for i, (_, kind) in enumerate(_NEW_COLUMNS, 1)
+    ),
+    conflict="{conflict}",
+)
+_INSERT_ALL = _INSERT_NEW.format(conflict="")
+_INSERT_UNLESS_TAKEN = _INSERT_NEW.format(
+    conflict="ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
+)
+
+
+def _columns_of(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in _NEW_COLUMNS]
+
 
 # Moves the rows selected by the CTE ``picked`` (locked, SKIP LOCKED) to pending and writes one dispatch
 # record each, in one statement.
@@ -118,44 +196,29 @@ SELECT id, priority, channel, correlation_id, $1 FROM moved
 class PgNotificationStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        # A constraint one notification breaks fails only that notification, not the requests grouped with it.
+        isolate = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+        self._singles: Coalescer[Notification, bool] = Coalescer(
+            self._insert_singles, max_size=500, isolate_on=isolate
+        )
+        # One claim statement at a time: two in parallel could lock the same rows (a notification's duplicate
+        # records) in opposite orders and deadlock; one statement claims everything waiting anyway.
+        self._claims: Coalescer[tuple[UUID, Claim, datetime], Notification | None] = Coalescer(
+            self._claim_group, max_size=500, parallel=1, isolate_on=isolate
+        )
+        # Groups of results touch distinct notifications (one claim each) and upsert the statistics rows in
+        # key order (migration 0011), so two may run at once.
+        self._results: Coalescer[tuple[UUID, Claim, datetime, DeliveryResult], bool] = Coalescer(
+            self._record_group, max_size=500, isolate_on=isolate
+        )
 
     async def create(self, notifications: Sequence[Notification], batch: Batch | None = None) -> None:
-        rows = [
-            (
-                n.id,
-                n.tenant_id,
-                n.batch_id,
-                n.channel.value,
-                n.recipient,
-                n.subject,
-                n.content,
-                n.priority.value,
-                n.status.value,
-                n.scheduled_at,
-                n.expires_at,
-                n.idempotency_key,
-                n.template_id,
-                n.template_variables,
-                n.metadata,
-                n.attempts,
-                n.max_retries,
-                n.provider,
-                n.provider_message_id,
-                n.error_message,
-                n.sent_at,
-                n.failed_at,
-                n.correlation_id,
-                n.created_at,
-                n.updated_at,
-                n.next_attempt_at,
-                n.attempt_base,
-                n.request_hash,
-                n.trace_context,
-                n.created_at if n.status is Status.PENDING else None,
-            )
-            for n in notifications
-        ]
-        due = [n for n in notifications if n.status is Status.PENDING]
+        if batch is None and len(notifications) == 1:
+            # Concurrent single notifications share a statement (group commit): see grouping.py.
+            if not await self._singles.submit(notifications[0]):
+                raise DuplicateIdempotencyKey("An idempotency key is taken.")
+            return
+        rows = [_new_row(n) for n in notifications]
         async with self._pool.acquire() as conn, conn.transaction():
             if batch is not None:
                 try:
@@ -176,19 +239,18 @@ class PgNotificationStore:
                         "The batch's idempotency key is taken.", batch=True
                     ) from exc
             try:
-                # One statement for the whole set: executemany pipelines the rows in a single round trip.
-                await conn.executemany(_INSERT, rows)
+                await conn.execute(_INSERT_ALL, *_columns_of(rows))
             except asyncpg.UniqueViolationError as exc:
                 raise DuplicateIdempotencyKey("An idempotency key is taken.") from exc
-            if due:
-                await conn.execute(
-                    _INSERT_OUTBOX,
-                    [n.id for n in due],
-                    [n.priority.value for n in due],
-                    [n.channel.value for n in due],
-                    [n.correlation_id for n in due],
-                    [n.created_at for n in due],
-                )
+
+    async def _insert_singles(self, notifications: Sequence[Notification]) -> list[bool]:
+        """One statement for a group of single notifications; for each, whether it was stored (False: its
+        idempotency key is taken, by an earlier notification or by another of this group)."""
+        rows = await self._pool.fetch(
+            _INSERT_UNLESS_TAKEN, *_columns_of([_new_row(n) for n in notifications])
+        )
+        stored = {r["id"] for r in rows}
+        return [n.id in stored for n in notifications]
 
     async def find_by_idempotency_key(self, tenant_id: str, key: str) -> Notification | None:
         row = await self._pool.fetchrow(
@@ -315,28 +377,39 @@ class PgNotificationStore:
 
     async def claim(self, notification_id: UUID, claim: Claim, now: datetime) -> Notification | None:
         with span_in("notification claim", None, attributes={"notification.id": str(notification_id)}):
-            return await self._claim(notification_id, claim, now)
+            return await self._claims.submit((notification_id, claim, now))
 
-    async def _claim(self, notification_id: UUID, claim: Claim, now: datetime) -> Notification | None:
-        # One statement: a notification past its expires_at becomes 'expired' instead of 'processing'. A
-        # 'retrying' one is claimable only once its retry is due (an early duplicate record is skipped).
-        row = await self._pool.fetchrow(
-            f"""UPDATE notifications SET
-                    status = CASE WHEN expires_at <= $2 THEN 'expired' ELSE 'processing' END,
-                    lease_owner = CASE WHEN expires_at <= $2 THEN NULL ELSE $3 END,
-                    lease_expires_at = CASE WHEN expires_at <= $2 THEN NULL ELSE $4::timestamptz END,
+    async def _claim_group(self, group: Sequence[tuple[UUID, Claim, datetime]]) -> list[Notification | None]:
+        """One statement claims a group. A notification past its expires_at becomes 'expired' instead of
+        'processing'; a 'retrying' one is claimable only once its retry is due (an early duplicate record is
+        skipped). A notification asked for twice in one group is claimed by the first asker only."""
+        first: dict[UUID, int] = {}
+        for index, (notification_id, _, _) in enumerate(group):
+            first.setdefault(notification_id, index)
+        asked = [group[i] for i in first.values()]
+        rows = await self._pool.fetch(
+            f"""UPDATE notifications n SET
+                    status = CASE WHEN n.expires_at <= c.at THEN 'expired' ELSE 'processing' END,
+                    lease_owner = CASE WHEN n.expires_at <= c.at THEN NULL ELSE c.owner END,
+                    lease_expires_at = CASE WHEN n.expires_at <= c.at THEN NULL ELSE c.lease END,
                     next_attempt_at = NULL,
-                    updated_at = $2
-                 WHERE id = $1 AND status = ANY($5::text[])
-                   AND (status <> 'retrying' OR next_attempt_at <= $2)
-             RETURNING {_COLUMNS}""",
-            notification_id,
-            now,
-            claim.worker_id,
-            claim.lease_until,
+                    updated_at = c.at
+                  FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::timestamptz[])
+                       AS c(id, owner, lease, at)
+                 WHERE n.id = c.id AND n.status = ANY($5::text[])
+                   AND (n.status <> 'retrying' OR n.next_attempt_at <= c.at)
+             RETURNING {", ".join("n." + c.strip() for c in _COLUMNS.split(","))}""",
+            [i for i, _, _ in asked],
+            [c.worker_id for _, c, _ in asked],
+            [c.lease_until for _, c, _ in asked],
+            [at for _, _, at in asked],
             _statuses(Status.PROCESSING),
         )
-        return _row_to_notification(row) if row else None
+        claimed = {r["id"]: _row_to_notification(r) for r in rows}
+        return [
+            claimed.get(notification_id) if first[notification_id] == index else None
+            for index, (notification_id, _, _) in enumerate(group)
+        ]
 
     async def record_result(
         self, notification_id: UUID, claim: Claim, now: datetime, result: DeliveryResult
@@ -346,75 +419,91 @@ class PgNotificationStore:
             None,
             attributes={"notification.id": str(notification_id), "notify.status": result.status.value},
         ):
-            return await self._record_result(notification_id, claim, now, result)
+            return await self._results.submit((notification_id, claim, now, result))
 
-    async def _record_result(
-        self, notification_id: UUID, claim: Claim, now: datetime, result: DeliveryResult
-    ) -> bool:
-        counted = 1 if result.counts_as_attempt else 0
-        async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                """UPDATE notifications SET
-                        status = $3,
-                        attempts = attempts + $4,
-                        provider = COALESCE($5, provider),
-                        provider_message_id = $6,
-                        error_message = $7,
-                        next_attempt_at = $8,
-                        sent_at = CASE WHEN $3 = 'delivered' THEN $9::timestamptz END,
-                        failed_at = CASE WHEN $3 = 'failed' THEN $9::timestamptz END,
+    async def _record_group(
+        self, group: Sequence[tuple[UUID, Claim, datetime, DeliveryResult]]
+    ) -> list[bool]:
+        """One statement stores a group of outcomes, each with its ledger rows and (when it failed) its
+        dead-letter record, and only where its claim is still current. The same notification twice in one
+        group (not expected: one claim holds it) is stored one at a time, after."""
+        seen: set[UUID] = set()
+        now_group: list[int] = []
+        later: list[int] = []
+        for index, item in enumerate(group):
+            (later if item[0] in seen else now_group).append(index)
+            seen.add(item[0])
+        stored = await self._record_statement([group[i] for i in now_group])
+        results = [False] * len(group)
+        for index, ok in zip(now_group, stored, strict=True):
+            results[index] = ok
+        for index in later:
+            results[index] = (await self._record_statement([group[index]]))[0]
+        return results
+
+    async def _record_statement(
+        self, items: Sequence[tuple[UUID, Claim, datetime, DeliveryResult]]
+    ) -> list[bool]:
+        calls = [(notification_id, c) for notification_id, _, _, result in items for c in result.calls]
+        rows = await self._pool.fetch(
+            """WITH r AS (
+                   SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[],
+                                        $7::text[], $8::timestamptz[], $9::timestamptz[])
+                          AS r(id, owner, status, counted, provider, message_id, error, next_at, at)
+               ), upd AS (
+                   UPDATE notifications n SET
+                        status = r.status,
+                        attempts = n.attempts + r.counted,
+                        provider = COALESCE(r.provider, n.provider),
+                        provider_message_id = r.message_id,
+                        error_message = r.error,
+                        next_attempt_at = r.next_at,
+                        sent_at = CASE WHEN r.status = 'delivered' THEN r.at END,
+                        failed_at = CASE WHEN r.status = 'failed' THEN r.at END,
                         lease_owner = NULL, lease_expires_at = NULL,
                         -- a retry is due later: its dispatch record is written when it is released
-                        enqueued_at = CASE WHEN $3 = 'retrying' THEN NULL ELSE enqueued_at END,
-                        updated_at = $9
-                    WHERE id = $1 AND status = 'processing' AND lease_owner = $2
-                RETURNING priority, channel, correlation_id""",
-                notification_id,
-                claim.worker_id,
-                result.status.value,
-                counted,
-                result.provider,
-                result.provider_message_id and identifier(result.provider_message_id),
-                (result.error or None) and storable(result.error, 2000),
-                result.next_attempt_at,
-                now,
-            )
-            if row is None:
-                return False
-            if result.calls:
-                await conn.executemany(
-                    """INSERT INTO delivery_attempts (notification_id, attempt, provider, started_at,
-                                                      finished_at, outcome, http_status, error, latency_ms,
-                                                      breaker_trial)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
-                    [
-                        (
-                            notification_id,
-                            c.attempt,
-                            c.provider,
-                            c.started_at,
-                            c.finished_at,
-                            c.outcome.value,
-                            c.http_status,
-                            c.error and storable(c.error, 2000),
-                            c.latency_ms,
-                            c.breaker_trial,
-                        )
-                        for c in result.calls
-                    ],
-                )
-            if result.status is Status.FAILED:
-                await conn.execute(
-                    """INSERT INTO outbox (notification_id, priority, channel, correlation_id, created_at,
-                                           kind)
-                       VALUES ($1, $2, $3, $4, $5, 'dead_letter')""",
-                    notification_id,
-                    row["priority"],
-                    row["channel"],
-                    row["correlation_id"],
-                    now,
-                )
-        return True
+                        enqueued_at = CASE WHEN r.status = 'retrying' THEN NULL ELSE n.enqueued_at END,
+                        updated_at = r.at
+                     FROM r
+                    WHERE n.id = r.id AND n.status = 'processing' AND n.lease_owner = r.owner
+                RETURNING n.id, n.priority, n.channel, n.correlation_id, n.status, r.at
+               ), ledger AS (
+                   INSERT INTO delivery_attempts (notification_id, attempt, provider, started_at, finished_at,
+                                                  outcome, http_status, error, latency_ms, breaker_trial)
+                   SELECT a.* FROM unnest($10::uuid[], $11::int[], $12::text[], $13::timestamptz[],
+                                          $14::timestamptz[], $15::text[], $16::int[], $17::text[],
+                                          $18::float8[], $19::bool[])
+                          AS a(notification_id, attempt, provider, started_at, finished_at, outcome,
+                               http_status, error, latency_ms, breaker_trial)
+                    WHERE a.notification_id IN (SELECT id FROM upd)
+               ), dead AS (
+                   INSERT INTO outbox (notification_id, priority, channel, correlation_id, created_at, kind)
+                   SELECT id, priority, channel, correlation_id, at, 'dead_letter' FROM upd
+                    WHERE status = 'failed'
+               )
+               SELECT id FROM upd""",
+            [i for i, _, _, _ in items],
+            [c.worker_id for _, c, _, _ in items],
+            [r.status.value for _, _, _, r in items],
+            [1 if r.counts_as_attempt else 0 for _, _, _, r in items],
+            [r.provider for _, _, _, r in items],
+            [r.provider_message_id and identifier(r.provider_message_id) for _, _, _, r in items],
+            [(r.error or None) and storable(r.error, 2000) for _, _, _, r in items],
+            [r.next_attempt_at for _, _, _, r in items],
+            [at for _, _, at, _ in items],
+            [i for i, _ in calls],
+            [c.attempt for _, c in calls],
+            [c.provider for _, c in calls],
+            [c.started_at for _, c in calls],
+            [c.finished_at for _, c in calls],
+            [c.outcome.value for _, c in calls],
+            [c.http_status for _, c in calls],
+            [c.error and storable(c.error, 2000) for _, c in calls],
+            [c.latency_ms for _, c in calls],
+            [c.breaker_trial for _, c in calls],
+        )
+        stored = {r["id"] for r in rows}
+        return [notification_id in stored for notification_id, _, _, _ in items]
 
     async def extend_lease(self, notification_id: UUID, claim: Claim, now: datetime) -> bool:
         status = await self._pool.execute(

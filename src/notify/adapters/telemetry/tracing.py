@@ -12,6 +12,7 @@ no-op, which is what in-process tests get.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -33,8 +34,11 @@ TRACER_NAME = "notify"
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
+@functools.cache
 def tracer() -> trace.Tracer:
-    # Looked up on use, not at import: the provider is installed by the entrypoint after imports.
+    # Made on first use, not at import, and then kept: get_tracer builds a new tracer (and resets warning
+    # filters) on every call, which cost a worker 5% of its CPU. If this runs before the entrypoint installs
+    # the provider, the global proxy tracer it returns forwards to that provider once installed.
     return trace.get_tracer(TRACER_NAME)
 
 
