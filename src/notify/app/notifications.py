@@ -222,7 +222,9 @@ class NotificationService:
             correlation_id=correlation_id,
             request_hash=fingerprint(
                 [_request_fingerprint(i) for i in items] + [i.idempotency_key for i in items]
-            ),
+            )
+            if idempotency_key is not None
+            else None,
         )
         built: list[Notification] = []
         errors: list[FieldError] = []
