@@ -127,7 +127,8 @@ class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args = args
         self.workdir = workdir
-        self.stack = Stack(workdir, env_overrides={"NOTIFY_LOG_LEVEL": "WARNING"})
+        settings = dict(kv.split("=", 1) for kv in getattr(args, "set", []))
+        self.stack = Stack(workdir, env_overrides={"NOTIFY_LOG_LEVEL": "WARNING", **settings})
         self.results = Results()
 
     @property
@@ -150,6 +151,32 @@ class Bench:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{what}: not done within {timeout_s:g} s")
             await asyncio.sleep(0.2)
+
+    async def settle(self, timeout_s: float = 600) -> float:
+        """Start each phase on an idle, warmed stack: wait until everything earlier phases accepted has been
+        delivered (else a phase would measure the previous one's backlog), then send one notification through
+        (the worker has joined its group). Returns the seconds it took."""
+        started = time.monotonic()
+        conn = await self.stack.db()
+        try:
+
+            async def idle() -> bool:
+                busy: int = await conn.fetchval(
+                    "SELECT count(*) FROM notifications WHERE status IN ('pending', 'processing', 'retrying')"
+                )
+                return busy == 0
+
+            await self.wait("the backlog of earlier phases", idle, timeout_s)
+            async with (
+                aiohttp.ClientSession(headers=self.auth()) as http,
+                http.post(f"{self.api}/api/v1/notifications", json=SMS) as r,
+            ):
+                probe = (await r.json())["id"]
+            if not await self.delivered_after([probe], timeout_s):
+                raise TimeoutError("a probe notification was not delivered")
+        finally:
+            await conn.close()
+        return time.monotonic() - started
 
     # --- single POST ------------------------------------------------------------------------------------
 
@@ -467,7 +494,7 @@ async def run(args: argparse.Namespace) -> int:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
         )
-        print(f"notify {commit.stdout.strip()}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+        print(f"notify {commit.stdout.strip()}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC", *args.set)
         phases = {
             "single": bench.single_post,
             "batch": bench.batch_ingest,
@@ -476,7 +503,7 @@ async def run(args: argparse.Namespace) -> int:
             "priority": bench.priority_behind_backlog,
         }
         for name in args.only or list(phases):
-            print(f"- {name}")
+            print(f"- {name} (idle after {await bench.settle():.0f} s)")
             await phases[name]()
         print()
         print(bench.results.table())
@@ -503,6 +530,13 @@ def main() -> int:
     parser.add_argument("--backlog-seconds", type=float, default=180, help="at most this long to build it")
     parser.add_argument("--only", nargs="*", choices=["single", "batch", "e2e", "latency", "priority"])
     parser.add_argument("--keep", action="store_true", help="keep the processes' logs")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NOTIFY_X=VALUE",
+        help="a setting for notify's processes (repeatable), e.g. --set NOTIFY_WORKER_CONCURRENCY=64",
+    )
     return asyncio.run(run(parser.parse_args()))
 
 

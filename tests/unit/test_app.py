@@ -346,6 +346,35 @@ class TestDispatcher:
         await task
         assert order[:3] == [Priority.LOW, Priority.HIGH, Priority.NORMAL]
 
+    async def test_a_low_backlog_leaves_slots_free_for_higher_priorities(self) -> None:
+        started: list[Priority] = []
+        gate = asyncio.Event()
+
+        async def handle(work: Work) -> None:
+            started.append(work.priority)
+            await gate.wait()
+
+        # 16 slots, 16 per channel: low may hold 12, normal 14, high all 16.
+        d = PriorityDispatcher(handle, concurrency=16, per_channel_limit=16, buffer_limit=1000)
+        for i in range(100):
+            d.offer(Partition("n.low", 0), i, Priority.LOW, nid(i), "sms")
+        task = asyncio.create_task(d.run())
+        await asyncio.sleep(0.01)
+        assert started == [Priority.LOW] * 12  # no low finished, yet slots stay free
+        for i in range(5):
+            d.offer(Partition("n.normal", 0), i, Priority.NORMAL, nid(200 + i), "sms")
+        await asyncio.sleep(0.01)
+        assert started[12:] == [Priority.NORMAL] * 2
+        for i in range(5):
+            d.offer(Partition("n.high", 0), i, Priority.HIGH, nid(300 + i), "sms")
+        await asyncio.sleep(0.01)
+        assert started[14:] == [Priority.HIGH] * 2  # taken at once, without waiting for a low to finish
+        gate.set()
+        while d.handled < 110:
+            await asyncio.sleep(0.005)
+        d.stop_taking()
+        await task
+
     async def test_concurrency_is_bounded(self) -> None:
         running, peak = 0, 0
 

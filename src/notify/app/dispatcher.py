@@ -2,9 +2,10 @@
 
 The consumer adapter feeds every fetched record in with :meth:`PriorityDispatcher.offer`. Records wait in one
 bounded buffer per priority; whenever a delivery slot frees, the dispatcher takes the oldest record of the
-highest priority that has one, so a backlog of ``low`` never delays ``high`` by more than the deliveries
-already in flight. When a priority's buffer is full the adapter pauses that topic's partitions (fetching is
-far faster than delivering), which keeps memory bounded without blocking the other priorities.
+highest priority that has one, and a lower priority never takes the slots kept back for the ones above it
+(an eighth of them per step), so a backlog of ``low`` never makes ``high`` wait for a slot at all. When a
+priority's buffer is full the adapter pauses that topic's partitions (fetching is far faster than
+delivering), which keeps memory bounded without blocking the other priorities.
 
 Deliveries finish out of order, so the dispatcher tracks per partition which offsets are outstanding and only
 lets the adapter commit up to the oldest one not yet finished: an offset is committed only after its outcome
@@ -79,6 +80,11 @@ class PriorityDispatcher:
         # A channel waiting on its rate limit or a slow provider holds at most this many of the slots, so the
         # other channels keep moving.
         self._per_channel_limit = per_channel_limit or concurrency
+        # Each priority leaves an eighth of the slots (overall and per channel) to the priorities above it:
+        # a backlog of low fills at most 3/4 of them, so a high record finds a slot free the moment it is
+        # fetched instead of waiting for a low delivery to finish.
+        self._reserve = concurrency // 8
+        self._channel_reserve = self._per_channel_limit // 8
         self._channel_in_flight: dict[str | None, int] = {}
         self._buffer_limit = buffer_limit
         self._retry_delay_s = retry_delay_s
@@ -169,14 +175,16 @@ class PriorityDispatcher:
     # --- dispatching ---------------------------------------------------------------------------------------
 
     def _take(self) -> Work | None:
-        """The oldest record of the highest priority whose channel has a free slot."""
-        for priority in PRIORITIES_BY_RANK:
+        """The oldest record of the highest priority that may start now: its channel has a free slot, and
+        slots kept back for the priorities above it are not touched."""
+        in_flight = sum(self._channel_in_flight.values())
+        for rank, priority in enumerate(PRIORITIES_BY_RANK):
             buffer = self._buffers[priority]
+            if not buffer or in_flight >= self._concurrency - rank * self._reserve:
+                continue
+            channel_limit = self._per_channel_limit - rank * self._channel_reserve
             for index, work in enumerate(buffer):
-                if (
-                    work.channel is None
-                    or self._channel_in_flight.get(work.channel, 0) < self._per_channel_limit
-                ):
+                if work.channel is None or self._channel_in_flight.get(work.channel, 0) < channel_limit:
                     del buffer[index]
                     self._channel_in_flight[work.channel] = self._channel_in_flight.get(work.channel, 0) + 1
                     return work
