@@ -72,7 +72,11 @@ async def test_retries_whose_records_a_broker_crash_lost_are_released_again(
     before a worker reads it, the scheduler releases the retry again after NOTIFY_STALE_PENDING_S."""
     await stack.start_sandbox()
     await stack.start_api(max_retries_normal=20)  # however often the first worker tries, none runs out
-    first = await stack.start_worker(retry_base_s=2, retry_cap_s=2, breaker_fail_max=1000)  # no breaker wait
+    # No breaker wait; and no sweep after the one at start, so no retry is released while this worker runs
+    # (full jitter can make one due at once): the test releases them itself below.
+    first = await stack.start_worker(
+        retry_base_s=2, retry_cap_s=2, breaker_fail_max=1000, recovery_interval_s=3600
+    )
     await stack.set_sandbox(error_rate=1.0, error_status=503)
     await post_many(stack, 20)
 
