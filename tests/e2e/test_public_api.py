@@ -47,6 +47,17 @@ async def test_api_key_is_required_and_tenants_are_isolated(stack: Stack) -> Non
     assert [n["id"] for n in listed["data"]] == [mine["id"]]
 
 
+async def test_metadata_round_trips_exactly_even_past_what_a_64_bit_integer_holds(stack: Stack) -> None:
+    """JSON numbers have no size limit: a client's metadata is answered as it was sent (the fast encoder
+    stops at 64 bits; the answer must not be a 500 then)."""
+    await stack.start_api()
+    metadata = {"order": 2**70, "negative": -(2**64), "nested": {"unicode": "é ✓", "list": [1, 2.5, None]}}
+    status, created = await stack.post({**SMS, "metadata": metadata})
+    assert status == 201, created
+    assert created["metadata"] == metadata
+    assert (await stack.get(created["id"]))["metadata"] == metadata
+
+
 async def test_revoked_key_is_refused(stack: Stack) -> None:
     await stack.start_api(api_key_cache_s=0)
     env = stack.env()

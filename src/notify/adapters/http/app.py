@@ -22,6 +22,7 @@ from notify.adapters.http.auth import (
     tenant_of,
 )
 from notify.adapters.http.errors import deadline_middleware, error_middleware, error_response, from_pydantic
+from notify.adapters.http.jsonio import json_response
 from notify.adapters.http.live import LiveEndpoint
 from notify.adapters.http.openapi import add_docs_routes
 from notify.adapters.http.schemas import (
@@ -199,7 +200,7 @@ async def create_notification(request: web.Request) -> web.Response:
         headers["Idempotent-Replayed"] = "true"
     else:
         count_accepted([n])
-    return web.json_response(notification_json(n), status=200 if accepted.replayed else 201, headers=headers)
+    return json_response(notification_json(n), status=200 if accepted.replayed else 201, headers=headers)
 
 
 async def create_batch(request: web.Request) -> web.Response:
@@ -221,7 +222,7 @@ async def create_batch(request: web.Request) -> web.Response:
         headers["Idempotent-Replayed"] = "true"
     else:
         count_accepted(accepted.notifications)
-    return web.json_response(
+    return json_response(
         {
             "batch": batch_json(accepted.batch),
             "notifications": [notification_json(n) for n in accepted.notifications],
@@ -242,7 +243,7 @@ def _batch_id(request: web.Request) -> UUID:
 
 async def get_batch(request: web.Request) -> web.Response:
     batch, counts = await _services(request).notifications.batch(tenant_of(request), _batch_id(request))
-    return web.json_response(batch_json(batch, counts))
+    return json_response(batch_json(batch, counts))
 
 
 async def list_batch_notifications(request: web.Request) -> web.Response:
@@ -257,12 +258,12 @@ async def list_batch_notifications(request: web.Request) -> web.Response:
             page_size=params.page_size,
         )
     )
-    return web.json_response(_page_json(page))
+    return json_response(_page_json(page))
 
 
 async def get_notification(request: web.Request) -> web.Response:
     notification = await _services(request).notifications.get(tenant_of(request), _notification_id(request))
-    return web.json_response(notification_json(notification))
+    return json_response(notification_json(notification))
 
 
 async def list_notifications(request: web.Request) -> web.Response:
@@ -285,24 +286,24 @@ async def list_notifications(request: web.Request) -> web.Response:
             page_size=params.page_size,
         )
     )
-    return web.json_response(_page_json(page))
+    return json_response(_page_json(page))
 
 
 async def cancel_notification(request: web.Request) -> web.Response:
     notification = await _services(request).notifications.cancel(
         tenant_of(request), _notification_id(request)
     )
-    return web.json_response(notification_json(notification))
+    return json_response(notification_json(notification))
 
 
 async def list_attempts(request: web.Request) -> web.Response:
     ledger = await _services(request).operations.attempts(tenant_of(request), _notification_id(request))
-    return web.json_response({"data": [attempt_json(a) for a in ledger]})
+    return json_response({"data": [attempt_json(a) for a in ledger]})
 
 
 async def replay_notification(request: web.Request) -> web.Response:
     notification = await _services(request).operations.replay(tenant_of(request), _notification_id(request))
-    return web.json_response(notification_json(notification))
+    return json_response(notification_json(notification))
 
 
 def _query_params(request: web.Request, model: type[M]) -> M:
@@ -340,7 +341,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
             page_size=params.page_size,
         )
     )
-    return web.json_response(_page_json(page))
+    return json_response(_page_json(page))
 
 
 async def replay_dead_letters(request: web.Request) -> web.Response:
@@ -356,7 +357,7 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
     result = await _services(request).operations.replay_dead_letters(
         query, dry_run=body.dry_run, limit=body.limit
     )
-    return web.json_response(
+    return json_response(
         {
             "dry_run": body.dry_run,
             "matched": result.matched,
@@ -389,7 +390,7 @@ async def get_delivery(request: web.Request) -> web.Response:
     tenant = params.tenant_id or key.tenant_id
     if tenant != key.tenant_id and not key.is_admin:
         raise Forbidden("Another tenant's delivery state needs an admin API key.")
-    return web.json_response(_delivery_json(await _services(request).operations.delivery_state(tenant)))
+    return json_response(_delivery_json(await _services(request).operations.delivery_state(tenant)))
 
 
 async def _set_paused(request: web.Request, paused: bool) -> web.Response:
@@ -397,7 +398,7 @@ async def _set_paused(request: web.Request, paused: bool) -> web.Response:
     state = await _services(request).operations.set_paused(
         request[API_KEY], paused, body.channel, scope=body.scope, tenant_id=body.tenant_id
     )
-    return web.json_response(_delivery_json(state))
+    return json_response(_delivery_json(state))
 
 
 async def pause_delivery(request: web.Request) -> web.Response:
@@ -411,12 +412,12 @@ async def resume_delivery(request: web.Request) -> web.Response:
 async def get_metrics(request: web.Request) -> web.Response:
     params = _query_params(request, MetricsParams)
     metrics = await request.app[STATS].metrics(tenant_of(request), params.window_s)
-    return web.json_response(metrics_json(metrics))
+    return json_response(metrics_json(metrics))
 
 
 async def create_live_token(request: web.Request) -> web.Response:
     token, expires_at = await _services(request).authenticator.issue_live_token(request[API_KEY])
-    return web.json_response(
+    return json_response(
         {"token": token, "expires_at": rfc3339(expires_at), "url": f"/ws?token={token}"}, status=201
     )
 
@@ -433,7 +434,7 @@ async def _close_websockets(app: web.Application) -> None:
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def ready(request: web.Request) -> web.Response:
@@ -464,7 +465,7 @@ async def readiness_response(
         body: dict[str, Any] = {"status": "ready", "checks": results}
         if also:
             body["also"] = also
-        return web.json_response(body)
+        return json_response(body)
     return error_response(
         503,
         "not_ready",

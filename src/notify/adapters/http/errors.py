@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from notify.adapters.http.jsonio import json_response
 from notify.adapters.telemetry.metrics import UNAVAILABLE_ANSWERS
 from notify.domain.errors import (
     Conflict,
@@ -38,7 +39,7 @@ def error_response(
     details: Sequence[dict[str, Any]] = (),
     headers: dict[str, str] | None = None,
 ) -> web.Response:
-    return web.json_response(
+    return json_response(
         {"error": message, "code": code, "details": list(details)}, status=status, headers=headers
     )
 

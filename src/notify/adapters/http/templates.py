@@ -13,6 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from notify.adapters.http.errors import from_pydantic
+from notify.adapters.http.jsonio import json_response
 from notify.adapters.http.schemas import Cursor, decode_cursor, encode_cursor, rfc3339
 from notify.app.templates import TemplateService
 from notify.domain.errors import FieldError, ValidationFailed
@@ -102,7 +103,7 @@ def add_template_routes(
         template = await service(request).create(
             tenant_of(request), payload.name, payload.channel, payload.body, payload.subject
         )
-        return web.json_response(
+        return json_response(
             template_json(template), status=201, headers={"Location": f"/api/v1/templates/{template.id}"}
         )
 
@@ -110,7 +111,7 @@ def add_template_routes(
         params = _list_params(request)
         after_id = decode_cursor(params.cursor) if params.cursor else None
         items, next_after = await service(request).search(tenant_of(request), after_id, params.page_size)
-        return web.json_response(
+        return json_response(
             {
                 "data": [template_json(t) for t in items],
                 "next_cursor": encode_cursor(next_after) if next_after else None,
@@ -119,7 +120,7 @@ def add_template_routes(
 
     async def get_template(request: web.Request) -> web.Response:
         template = await service(request).get(tenant_of(request), _template_id(request))
-        return web.json_response(template_json(template))
+        return json_response(template_json(template))
 
     async def replace_template(request: web.Request) -> web.Response:
         template_id = _template_id(request)
@@ -127,7 +128,7 @@ def add_template_routes(
         template = await service(request).update(
             tenant_of(request), template_id, payload.name, payload.channel, payload.body, payload.subject
         )
-        return web.json_response(template_json(template))
+        return json_response(template_json(template))
 
     async def delete_template(request: web.Request) -> web.Response:
         await service(request).delete(tenant_of(request), _template_id(request))
