@@ -43,6 +43,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 sys.path.insert(0, str(Path(__file__).parent))
 from _stack import Stack
 
+import notify
 from notify.adapters.kafka.topics import ensure_topics
 from notify.devtools.infra import free_port, wait_for_port
 
@@ -500,8 +501,11 @@ async def run(args: argparse.Namespace) -> int:
     try:
         await bench.stack.up(apis=1, workers=1)
         commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-        )
+            ["git", "-C", str(Path(notify.__file__).parent), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )  # of the notify being measured (PYTHONPATH=<another checkout>/src measures that one)
         print(f"notify {commit.stdout.strip()}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC", *args.set)
         phases = {
             "single": bench.single_post,
