@@ -387,7 +387,9 @@ class Bench:
         await self.post_batches(total)
         await self.wait("the outbox published", lambda: self._published(), 300)
         await self.sandbox("/reset", "POST")
-        self.stack.add_worker(1)
+        workers = self.args.e2e_workers
+        for i in range(1, workers + 1):  # one consumer group: the partitions are shared out among them
+            self.stack.add_worker(i)
 
         async def all_there() -> bool:
             return (await self.sandbox("/stats"))["accepted"] >= total  # type: ignore[no-any-return]
@@ -396,8 +398,11 @@ class Bench:
         messages = (await self.sandbox(f"/messages?limit={total + 10}"))["messages"]
         times = sorted(parse_time(m["received_at"]) for m in messages)
         rate = (len(times) - 1) / (times[-1] - times[0]).total_seconds()
+        for i in range(2, workers + 1):  # the later phases measure one worker
+            self.stack.processes.pop(f"worker-{i}").stop()
         self.results.add(
-            f"end to end, {total:,} accepted -> all at the sandbox",
+            f"end to end, {total:,} accepted -> all at the sandbox"
+            + (f", {workers} workers" if workers > 1 else ""),
             f"{rate:,.0f}/s",
             f"aiokafka consume + POST to the sandbox, 64 in flight {ceiling:,.0f}/s",
             rate / ceiling,
@@ -538,6 +543,9 @@ def main() -> int:
         "--batch-total", type=int, default=20_000, help="notifications per batch-ingest figure"
     )
     parser.add_argument("--e2e", type=int, default=20_000, help="notifications in the end-to-end figure")
+    parser.add_argument(
+        "--e2e-workers", type=int, default=1, help="worker processes in the end-to-end figure (one group)"
+    )
     parser.add_argument("--backlog", type=int, default=100_000, help="low notifications waiting")
     parser.add_argument("--backlog-seconds", type=float, default=180, help="at most this long to build it")
     parser.add_argument("--only", nargs="*", choices=["single", "batch", "e2e", "latency", "priority"])
