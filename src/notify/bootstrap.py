@@ -10,6 +10,7 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from datetime import timedelta
 
 import aiohttp
@@ -17,7 +18,6 @@ import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from opentelemetry.trace import SpanKind
 
 from notify.adapters.clock import SystemClock
 from notify.adapters.http.app import (
@@ -46,12 +46,13 @@ from notify.adapters.postgres.templates import PgTemplateStore
 from notify.adapters.provider.http import HttpProvider
 from notify.adapters.resilience import AioCircuitBreaker, ChannelRateLimiter
 from notify.adapters.telemetry import metrics
-from notify.adapters.telemetry.tracing import OtelTraceContexts, span_in
+from notify.adapters.telemetry.delivery_hooks import delivery_hooks
+from notify.adapters.telemetry.tracing import OtelTraceContexts
 from notify.adapters.templates.isolated import IsolatedTemplateEngine
 from notify.app.admission import Admission
 from notify.app.auth import Authenticator
-from notify.app.delivery import Deliverer, DeliveryOutcome, PauseCache, Route
-from notify.app.dispatcher import PriorityDispatcher, Work
+from notify.app.delivery import Deliverer, PauseCache, Route
+from notify.app.dispatcher import PriorityDispatcher
 from notify.app.live import StatusHub
 from notify.app.notifications import NotificationService
 from notify.app.operations import Operations
@@ -59,10 +60,10 @@ from notify.app.recovery import Recovery
 from notify.app.relay import OutboxRelay
 from notify.app.stats import StatsService
 from notify.app.templates import TemplateService
+from notify.app.worker import BackgroundJob, Worker, WorkerLimits
 from notify.domain.errors import Overloaded, Unavailable
 from notify.domain.model import Channel, Priority
 from notify.domain.retry import RetryPolicy
-from notify.logs import correlation_id_var, notification_id_var
 from notify.ports.clock import Clock
 from notify.settings import Settings
 
@@ -351,8 +352,10 @@ async def _consumer_lag(consumer: AIOKafkaConsumer) -> None:
         metrics.CONSUMER_LAG.labels(topic).set(value)
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
-    """Consume and deliver until ``stop`` is set; then drain (bounded), commit and close everything."""
+async def build_worker(settings: Settings, resources: AsyncExitStack) -> Worker:
+    """Build everything the worker runs on and the ``Worker`` itself; every resource opened here is closed by
+    ``resources`` (in reverse order) however the run ends. Nothing is started but connections: the consumer
+    starts in the work source's run, the background jobs when the worker is entered."""
     clock = SystemClock()
     worker_id = _worker_id(settings)
     pool = await create_pool(
@@ -360,145 +363,115 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         min_size=settings.database_pool_min,
         max_size=settings.database_pool_max,
     )
+    resources.push_async_callback(pool.close)
     # One provider connection per delivery in flight (aiohttp's default pool of 100 would queue the rest).
     http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=settings.worker_concurrency))
+    resources.push_async_callback(http.close)
     producer = make_producer(settings.kafka_bootstrap_servers, linger_ms=settings.kafka_linger_ms)
-    consumer: AIOKafkaConsumer | None = None
-    probe: AIOKafkaConsumer | None = None
-    http_runner: web.AppRunner | None = None
-    unregister_breakers: Callable[[], None] = lambda: None  # noqa: E731
-    background_stop = asyncio.Event()
-    background: list[asyncio.Task[None]] = []
-    try:
-        await ensure_topics(
-            settings.kafka_bootstrap_servers,
-            _all_topics(settings),
-            partitions=settings.kafka_partitions,
-            replication_factor=settings.kafka_replication_factor,
-        )
-        await producer.start()
+    resources.push_async_callback(producer.stop)
+    await ensure_topics(
+        settings.kafka_bootstrap_servers,
+        _all_topics(settings),
+        partitions=settings.kafka_partitions,
+        replication_factor=settings.kafka_replication_factor,
+    )
+    await producer.start()
+    http_runner = await _serve_worker_http(settings, _readiness(pool, producer))
+    resources.push_async_callback(http_runner.cleanup)
 
-        http_runner = await _serve_worker_http(settings, _readiness(pool, producer))
-        store = PgNotificationStore(pool)
-        # The worker relays too: what its recovery sweep re-enqueues is published at once, status events of
-        # its deliveries go out without waiting for a poll, and delivery keeps flowing with no API running.
-        relay = build_relay(settings, pool, producer, clock)
-        probe = make_probe(settings.kafka_bootstrap_servers, settings.kafka_consumer_group)
-        await probe.start()
-        recovery = Recovery(
-            store,
-            clock,
-            stale_pending=timedelta(seconds=settings.stale_pending_s),
-            interval_s=settings.recovery_interval_s,
-            on_enqueued=relay.wake,
-            queue=KafkaDispatchQueue(probe, settings.topic_for_priority),
-        )
-        routes = build_routes(settings, http)
-        unregister_breakers = metrics.register_breakers(r.breaker for rs in routes.values() for r in rs)
-        deliverer = Deliverer(
-            store,
-            routes,
-            clock,
-            worker_id=worker_id,
-            lease=timedelta(seconds=settings.worker_lease_s),
-            round_budget=timedelta(seconds=settings.delivery_round_s()),
-            policy=RetryPolicy(
-                base_s=settings.retry_base_s,
-                cap_s=settings.retry_cap_s,
-                max_retries=max_retries(settings),
-                max_retry_after_s=settings.retry_after_max_s,
-            ),
-            limiter=ChannelRateLimiter(settings.rate_limits()),
-            pauses=PauseCache(store.pauses, clock, settings.pause_refresh_s),
-            observer=metrics.PrometheusDeliveryObserver(),
-        )
+    store = PgNotificationStore(pool)
+    # The worker relays too: what its recovery sweep re-enqueues is published at once, status events of its
+    # deliveries go out without waiting for a poll, and delivery keeps flowing with no API running.
+    relay = build_relay(settings, pool, producer, clock)
+    probe = make_probe(settings.kafka_bootstrap_servers, settings.kafka_consumer_group)
+    resources.push_async_callback(probe.stop)
+    await probe.start()
+    recovery = Recovery(
+        store,
+        clock,
+        stale_pending=timedelta(seconds=settings.stale_pending_s),
+        interval_s=settings.recovery_interval_s,
+        on_enqueued=relay.wake,
+        queue=KafkaDispatchQueue(probe, settings.topic_for_priority),
+    )
+    routes = build_routes(settings, http)
+    resources.callback(metrics.register_breakers(r.breaker for rs in routes.values() for r in rs))
+    deliverer = Deliverer(
+        store,
+        routes,
+        clock,
+        worker_id=worker_id,
+        lease=timedelta(seconds=settings.worker_lease_s),
+        round_budget=timedelta(seconds=settings.delivery_round_s()),
+        policy=RetryPolicy(
+            base_s=settings.retry_base_s,
+            cap_s=settings.retry_cap_s,
+            max_retries=max_retries(settings),
+            max_retry_after_s=settings.retry_after_max_s,
+        ),
+        limiter=ChannelRateLimiter(settings.rate_limits()),
+        pauses=PauseCache(store.pauses, clock, settings.pause_refresh_s),
+        observer=metrics.PrometheusDeliveryObserver(),
+    )
+    consumer = make_group_consumer(settings)
+    resources.push_async_callback(consumer.stop)
 
-        async def handle(work: Work) -> None:
-            assert work.notification_id is not None
-            notification_id = str(work.notification_id)
-            # Logs carry the notification and the request's correlation id; the delivery span continues the
-            # producer span from the record's headers.
-            tokens = (correlation_id_var.set(work.correlation_id), notification_id_var.set(notification_id))
-            metrics.IN_FLIGHT.inc()
-            try:
-                with span_in(
-                    f"{work.partition.topic} deliver",
-                    work.trace_context,
-                    SpanKind.CONSUMER,
-                    {
-                        "messaging.system": "kafka",
-                        "messaging.destination.name": work.partition.topic,
-                        "messaging.operation.type": "process",
-                        "messaging.kafka.offset": work.offset,
-                        "notification.id": notification_id,
-                    },
-                ) as span:
-                    outcome = await deliverer.deliver(work.notification_id, work.channel, work.tenant_id)
-                    span.set_attribute("notify.outcome", outcome.value)
-                metrics.ROUNDS.labels(work.channel or "unknown", outcome.value).inc()
-                if outcome is not DeliveryOutcome.SKIPPED:
-                    relay.wake()  # publish its status events now
-            finally:
-                metrics.IN_FLIGHT.dec()
-                correlation_id_var.reset(tokens[0])
-                notification_id_var.reset(tokens[1])
-
-        dispatcher = PriorityDispatcher(
-            handle,
-            concurrency=settings.worker_concurrency,
-            per_channel_limit=settings.worker_concurrency_per_channel,
-            buffer_limit=settings.worker_buffer_per_priority,
-        )
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            group_id=settings.kafka_consumer_group,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-            session_timeout_ms=settings.kafka_session_timeout_ms,
-            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
-            # A group's first join on Tansu takes session_timeout/2: the request timeout must outlast it.
-            request_timeout_ms=max(40_000, settings.kafka_session_timeout_ms + 5_000),
-            max_poll_interval_ms=300_000,
-        )
-        priority_of = {settings.topic_for_priority(p.value): p for p in Priority}  # not the DLQ
-        loop = PriorityConsumerLoop(
+    def source(dispatcher: PriorityDispatcher) -> PriorityConsumerLoop:
+        return PriorityConsumerLoop(
             consumer,
             dispatcher,
-            priority_of,
+            {settings.topic_for_priority(p.value): p for p in Priority},  # not the DLQ
             commit_interval_s=settings.worker_commit_interval_s,
             shutdown_grace_s=settings.worker_shutdown_grace_s,
         )
-        loop.subscribe()
-        if settings.outbox_relay_enabled:
-            background.append(asyncio.create_task(relay.run(background_stop), name="outbox-relay"))
-        background.append(asyncio.create_task(recovery.run(background_stop), name="recovery"))
-        group_consumer = consumer
 
-        async def refresh_lag() -> None:
-            await _consumer_lag(group_consumer)
+    async def refresh_lag() -> None:
+        await _consumer_lag(consumer)
 
-        background.append(
-            asyncio.create_task(
-                metrics.refresh_periodically(
-                    background_stop, settings.metrics_refresh_s, _backlog_refresher(pool), refresh_lag
-                ),
-                name="metrics-refresh",
-            )
+    async def refresh_metrics(stop: asyncio.Event) -> None:
+        await metrics.refresh_periodically(
+            stop, settings.metrics_refresh_s, _backlog_refresher(pool), refresh_lag
         )
-        await consumer.start()
-        log.info("worker started", extra={"worker_id": worker_id, "concurrency": settings.worker_concurrency})
-        await loop.run(stop)
-        log.info("worker stopped", extra={"worker_id": worker_id, "handled": dispatcher.handled})
-    finally:
-        await _background(background_stop, *background)
-        if consumer is not None:
-            await consumer.stop()
-        if probe is not None:
-            await probe.stop()
-        if http_runner is not None:
-            await http_runner.cleanup()
-        unregister_breakers()
-        await producer.stop()
-        await http.close()
-        await pool.close()
+
+    background: list[tuple[str, BackgroundJob]] = [
+        ("recovery", recovery.run),
+        ("metrics-refresh", refresh_metrics),
+    ]
+    if settings.outbox_relay_enabled:
+        background.insert(0, ("outbox-relay", relay.run))
+    return Worker(
+        deliverer,
+        source,
+        WorkerLimits(
+            concurrency=settings.worker_concurrency,
+            per_channel=settings.worker_concurrency_per_channel,
+            buffer_per_priority=settings.worker_buffer_per_priority,
+        ),
+        worker_id=worker_id,
+        hooks=delivery_hooks(),
+        background=background,
+        on_round_done=relay.wake,  # publish the round's status events now
+    )
+
+
+def make_group_consumer(settings: Settings) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=settings.kafka_consumer_group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+        # A group's first join on Tansu takes session_timeout/2: the request timeout must outlast it.
+        request_timeout_ms=max(40_000, settings.kafka_session_timeout_ms + 5_000),
+        max_poll_interval_ms=300_000,
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    """Consume and deliver until ``stop`` is set; then drain (bounded), commit and close everything."""
+    async with AsyncExitStack() as resources:
+        worker = await build_worker(settings, resources)
+        async with worker:
+            await worker.run(stop)

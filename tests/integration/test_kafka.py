@@ -176,12 +176,10 @@ async def test_a_full_buffer_pauses_only_its_own_topic(
         commit_interval_s=0.2,
         shutdown_grace_s=1,
     )
-    loop.subscribe()
     stop = asyncio.Event()
     running: asyncio.Task[None] | None = None
     try:
-        await consumer.start()
-        running = asyncio.create_task(loop.run(stop))
+        running = asyncio.create_task(loop.run(stop))  # joins the group, then consumes
         lows = [uuid.uuid4() for _ in range(40)]
         for nid in lows:
             await producer.send_and_wait(low, b"{}", key=str(nid).encode())

@@ -82,9 +82,6 @@ class PriorityConsumerLoop:
         self._grace_s = shutdown_grace_s
         self.ready = asyncio.Event()
 
-    def subscribe(self) -> None:
-        self.consumer.subscribe(topics=list(self._priority_of), listener=_Rebalance(self))
-
     async def commit(self, only: set[Partition] | None = None) -> None:
         offsets = self.dispatcher.commit_offsets(only)
         if not offsets:
@@ -128,7 +125,10 @@ class PriorityConsumerLoop:
             self.consumer.resume(*to_resume)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set, then drain in-flight deliveries (bounded) and commit."""
+        """Join the group, consume until ``stop`` is set, then drain in-flight deliveries (bounded) and
+        commit. The consumer is stopped by its owner."""
+        self.consumer.subscribe(topics=list(self._priority_of), listener=_Rebalance(self))
+        await self.consumer.start()
         dispatch = asyncio.create_task(self.dispatcher.run(), name="dispatcher")
         last_commit = time.monotonic()
         self.ready.set()
