@@ -172,11 +172,17 @@ async def test_batch_all_or_nothing_then_delivered_with_live_counts(stack: Stack
     assert len(created["notifications"]) == 1000
     assert [n["content"] for n in created["notifications"][:3]] == ["item 0", "item 1", "item 2"]
 
-    async def counts() -> dict[str, int]:
+    async def batch() -> dict[str, Any]:
         async with stack.http.get(f"{stack.api_url}/api/v1/batches/{batch_id}") as r:
-            return (await r.json())["counts"]  # type: ignore[no-any-return]
+            return await r.json()  # type: ignore[no-any-return]
 
-    assert (await counts())["pending"] == 1000
+    async def counts() -> dict[str, int]:
+        return (await batch())["counts"]  # type: ignore[no-any-return]
+
+    summary = ("total_count", "pending_count", "delivered_count", "failed_count", "cancelled_count")
+    waiting = await batch()
+    assert waiting["counts"]["pending"] == 1000
+    assert [waiting[k] for k in summary] == [1000, 1000, 0, 0, 0]  # the seed API's fields, for its clients
     await stack.start_worker()
 
     async def all_delivered() -> bool:
@@ -186,6 +192,8 @@ async def test_batch_all_or_nothing_then_delivered_with_live_counts(stack: Stack
 
     await eventually(all_delivered, timeout_s=60, interval_s=0.05, what="the batch delivered")
     await wait_all_status(stack, 1000)
+    done = await batch()
+    assert [done[k] for k in summary] == [1000, 0, 1000, 0, 0]
     async with stack.http.get(f"{stack.api_url}/api/v1/batches/{batch_id}/notifications?page_size=100") as r:
         page = await r.json()
     assert len(page["data"]) == 100 and page["next_cursor"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
@@ -314,6 +315,12 @@ def test_response_models_match_what_the_handlers_send(document: dict[str, Any]) 
     batch = Batch(id=UUID("01943a6e-5b1c-7a00-8b11-223344556677"), tenant_id="t", total=2, created_at=NOW)
     assert_valid(document, "BatchSummaryOut", batch_json(batch))
     assert_valid(document, "BatchOut", batch_json(batch, {Status.DELIVERED: 2}))
+    every = {s: i + 1 for i, s in enumerate(Status)}  # a different count for each status
+    full_batch = batch_json(replace(batch, total=sum(every.values())), every)
+    assert_valid(document, "BatchOut", full_batch)
+    seed = ("pending_count", "delivered_count", "failed_count", "cancelled_count")
+    assert sum(full_batch[k] for k in seed) == full_batch["total_count"] == full_batch["total"]
+    assert full_batch["failed_count"] == every[Status.FAILED] + every[Status.EXPIRED]
     assert_valid(
         document, "BatchCreatedOut", {"batch": batch_json(batch), "notifications": [notification_json(full)]}
     )

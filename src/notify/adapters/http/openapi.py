@@ -38,6 +38,7 @@ from notify.adapters.http.schemas import (
     MetricsParams,
     NotificationIn,
     encode_cursor,
+    summary_counts,
 )
 from notify.adapters.http.templates import TemplateIn, TemplateListParams
 from notify.domain.model import Channel, Priority, Status
@@ -155,9 +156,15 @@ class BatchCountsOut(_Out):
 
 
 class BatchOut(BatchSummaryOut):
-    """A batch with its notifications counted per status."""
+    """A batch with its notifications counted per status, and the summary counts clients of the seed API read
+    (they add up to ``total_count``)."""
 
     counts: BatchCountsOut
+    total_count: int = Field(ge=0, description="The same as `total`.")
+    pending_count: int = Field(ge=0, description="Not finished: scheduled, pending, processing, retrying.")
+    delivered_count: int = Field(ge=0)
+    failed_count: int = Field(ge=0, description="Failed or expired (never sent).")
+    cancelled_count: int = Field(ge=0)
 
 
 class BatchCreatedOut(_Out):
@@ -752,13 +759,14 @@ def _notification_operations() -> dict[tuple[Method, str], Operation]:
 
 
 def _batch_operations() -> dict[tuple[Method, str], Operation]:
-    counts = {s.value: 0 for s in Status} | {"delivered": 1, "pending": 1}
+    counts = {Status.DELIVERED: 1, Status.PENDING: 1}
+    batch = {**_BATCH_SUMMARY, "counts": {s.value: counts.get(s, 0) for s in Status}}
     return {
         ("GET", "/api/v1/batches/{id}"): Operation(
             "getBatch",
             "Get a batch with its notifications counted per status",
             "batches",
-            (Success(200, BatchOut, "The batch.", {**_BATCH_SUMMARY, "counts": counts}),),
+            (Success(200, BatchOut, "The batch.", batch | summary_counts(2, counts)),),
             _WITH_ID,
             path_id="batch id",
         ),

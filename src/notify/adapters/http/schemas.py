@@ -100,7 +100,25 @@ def batch_json(batch: Batch, counts: dict[Status, int] | None = None) -> dict[st
     }
     if counts is not None:
         body["counts"] = {s.value: counts.get(s, 0) for s in Status}
+        body.update(summary_counts(batch.total, counts))
     return body
+
+
+def summary_counts(total: int, counts: dict[Status, int]) -> dict[str, int]:
+    """The five counts clients of the seed API read on a batch; they add up to ``total_count``: pending is
+    everything not finished yet (scheduled, pending, processing, retrying), failed includes expired (never
+    sent)."""
+
+    def of(*statuses: Status) -> int:
+        return sum(counts.get(s, 0) for s in statuses)
+
+    return {
+        "total_count": total,
+        "pending_count": of(*(s for s in Status if not s.is_terminal)),
+        "delivered_count": of(Status.DELIVERED),
+        "failed_count": of(Status.FAILED, Status.EXPIRED),
+        "cancelled_count": of(Status.CANCELLED),
+    }
 
 
 class ListParams(BaseModel):
