@@ -8,16 +8,10 @@ from uuid import uuid4
 
 import pytest
 
+from notify.adapters.templates.jinja import MAX_LOOP_ITERATIONS, check_template_source, render
 from notify.domain.errors import FieldError, ValidationFailed
 from notify.domain.model import Channel
-from notify.domain.templates import (
-    MAX_LOOP_ITERATIONS,
-    MAX_TEMPLATE_BODY_CHARS,
-    Template,
-    check_template_name,
-    check_template_source,
-    render,
-)
+from notify.domain.templates import MAX_TEMPLATE_BODY_CHARS, Template, check_template_name
 from notify.domain.validation import MAX_SUBJECT_CHARS
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

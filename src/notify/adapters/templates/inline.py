@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from notify.adapters.templates.jinja import check_template_source, render
 from notify.domain.errors import FieldError
 from notify.domain.model import Channel
-from notify.domain.templates import Template, check_template_source, render
+from notify.domain.templates import Template
 
 
 class InlineTemplateEngine:

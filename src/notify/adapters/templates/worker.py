@@ -12,10 +12,11 @@ import resource
 import sys
 from typing import Any, BinaryIO
 
+from notify.adapters.templates.jinja import check_template_source, render
 from notify.adapters.templates.protocol import encode, errors_out, frame_length, header_size
 from notify.domain.errors import FieldError, ValidationFailed
 from notify.domain.model import Channel
-from notify.domain.templates import Template, check_template_source, render
+from notify.domain.templates import Template
 
 
 def _answer(request: dict[str, Any]) -> dict[str, Any]:
