@@ -21,7 +21,16 @@ from notify.domain.errors import (
 )
 from notify.domain.events import StatusEvent
 from notify.domain.keys import ApiKey
-from notify.domain.model import REPLAYABLE, Batch, Channel, Notification, Status, can_transition, sources_of
+from notify.domain.model import (
+    REPLAYABLE,
+    Batch,
+    Channel,
+    Notification,
+    Status,
+    can_transition,
+    check_transition,
+    sources_of,
+)
 from notify.domain.pauses import EVERY, Pauses
 from notify.domain.text import identifier, storable
 from notify.ports.provider import ProviderMessage, ProviderReceipt
@@ -38,6 +47,13 @@ from notify.ports.store import (
     Page,
     Publish,
 )
+
+
+def transition(n: Notification, target: Status, now: datetime, **changes: Any) -> Notification:
+    """A copy of ``n`` in ``target`` status, as the store moves it; raises IllegalTransition if the status
+    machine forbids it (PostgreSQL's conditional updates do the same)."""
+    check_transition(n.status, target)
+    return dataclasses.replace(n, status=target, updated_at=now, **changes)
 
 
 class FakeClock:
@@ -233,7 +249,7 @@ class FakeStore:
             raise NotFound("not found")
         if not can_transition(n.status, Status.CANCELLED):
             raise IllegalTransition(n.status.value, Status.CANCELLED.value)
-        return self._store(n.transition(Status.CANCELLED, now))
+        return self._store(transition(n, Status.CANCELLED, now))
 
     # --- the delivery ledger ---
 
@@ -245,9 +261,9 @@ class FakeStore:
             return None
         if n.expires_at is not None and n.expires_at <= now:
             self.leases.pop(n.id, None)
-            return self._store(n.transition(Status.EXPIRED, now, next_attempt_at=None))
+            return self._store(transition(n, Status.EXPIRED, now, next_attempt_at=None))
         self.leases[n.id] = claim
-        return self._store(n.transition(Status.PROCESSING, now, next_attempt_at=None))
+        return self._store(transition(n, Status.PROCESSING, now, next_attempt_at=None))
 
     async def record_result(
         self, notification_id: UUID, claim: Claim, now: datetime, result: DeliveryResult
@@ -262,7 +278,8 @@ class FakeStore:
         ):
             return False
         self._store(
-            n.transition(
+            transition(
+                n,
                 result.status,
                 now,
                 attempts=n.attempts + (1 if result.counts_as_attempt else 0),
@@ -330,7 +347,8 @@ class FakeStore:
 
     def _replay(self, n: Notification, now: datetime) -> Notification:
         replayed = self._store(
-            n.transition(
+            transition(
+                n,
                 Status.PENDING,
                 now,
                 attempt_base=n.attempts,
@@ -379,7 +397,7 @@ class FakeStore:
     def _to_pending(self, picked: list[Notification], now: datetime) -> int:
         for n in picked:
             self.leases.pop(n.id, None)
-            moved = n if n.status is Status.PENDING else n.transition(Status.PENDING, now)
+            moved = n if n.status is Status.PENDING else transition(n, Status.PENDING, now)
             self._enqueue(self._store(replace(moved, updated_at=now)), now)
         return len(picked)
 

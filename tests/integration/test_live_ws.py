@@ -222,16 +222,15 @@ async def test_events_reach_clients_filtered_by_tenant_and_subscription(live: Li
     await subscribe(everything_b)
     assert live.hub.subscribers == 3
 
-    live.hub.publish_all(
-        [
-            event(x, status="processing"),
-            event(y),  # another notification
-            event(z, batch_id=batch),  # in the subscribed batch
-            event(str(uuid4()), batch_id=batch, channel="email"),  # in the batch, other channel
-            event("b-only", "tenant-b"),
-            event(x, status="delivered"),  # last: everything before it has been sent
-        ]
-    )
+    for published in [
+        event(x, status="processing"),
+        event(y),  # another notification
+        event(z, batch_id=batch),  # in the subscribed batch
+        event(str(uuid4()), batch_id=batch, channel="email"),  # in the batch, other channel
+        event("b-only", "tenant-b"),
+        event(x, status="delivered"),  # last: everything before it has been sent
+    ]:
+        live.hub.publish(published)
     got_a = [await receive(everything_a) for _ in range(5)]
     assert [(e["notification_id"], e["status"]) for e in got_a][-1] == (x, "delivered")
     assert "b-only" not in [e["notification_id"] for e in got_a]

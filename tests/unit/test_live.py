@@ -160,13 +160,12 @@ class TestStatusHub:
         by_id.filter = Filter(notification_ids=frozenset({"n1"}))
         by_batch.filter = Filter(batch_ids=frozenset({"b1"}))
         by_channel.filter = Filter(channels=frozenset({"email"}))
-        hub.publish_all(
-            [
-                event("n1", channel="sms"),
-                event("n2", channel="email", batch_id="b1"),
-                event("n3", channel="push"),
-            ]
-        )
+        for published in [
+            event("n1", channel="sms"),
+            event("n2", channel="email", batch_id="b1"),
+            event("n3", channel="push"),
+        ]:
+            hub.publish(published)
         assert await ids(everything) == ["n1", "n2", "n3"]
         assert await ids(by_id) == ["n1"]
         assert await ids(by_batch) == ["n2"]
@@ -215,7 +214,8 @@ class TestStatusHub:
         hub = StatusHub(capacity=100, remember=2)
         s = hub.connect("t1")
         n1, n2, n3 = event("n1", seq=1), event("n2", seq=2), event("n3", seq=3)
-        hub.publish_all([n1, n2, n3])  # n1 is forgotten: only the last two notifications are kept
+        for published in (n1, n2, n3):  # n1 is forgotten: only the last two notifications are kept
+            hub.publish(published)
         assert hub.publish(n3) == 0  # remembered
         assert hub.publish(n2) == 0  # remembered
         # Bounded memory means the oldest one is forgotten: its repeat goes out again.

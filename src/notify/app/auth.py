@@ -99,7 +99,6 @@ class Authenticator:
         self._ttl = timedelta(seconds=cache_ttl_s)
         self._known = _Lru(known_size)
         self._unknown = _Lru(unknown_size)
-        self.lookups = 0  # queries made: what the caches spared is the rest
 
     async def authenticate(self, authorization: str | None) -> ApiKey:
         scheme, _, secret = (authorization or "").partition(" ")
@@ -120,7 +119,6 @@ class Authenticator:
             cached = cache.get(digest)
             if cached is not None and now - cached[1] < self._ttl:
                 return cached[0]
-        self.lookups += 1
         key = await self._store.find_by_hash(digest)
         (self._known if key is not None else self._unknown).put(digest, (key, now))
         return key

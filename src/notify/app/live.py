@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,10 +128,6 @@ class StatusHub:
                 self.dropped += 1
                 self.disconnect(subscriber)
         return delivered
-
-    def publish_all(self, events: Iterable[StatusEvent]) -> None:
-        for event in events:
-            self.publish(event)
 
     def close_all(self) -> None:
         for subscribers in list(self._by_tenant.values()):

@@ -38,7 +38,6 @@ class OutboxRelay:
         self._poll_interval_s = poll_interval_s
         self._retention = retention
         self._wake = asyncio.Event()
-        self.published_total = 0
 
     def wake(self) -> None:
         """Ask for a pass now (called after a commit that wrote outbox records)."""
@@ -52,7 +51,6 @@ class OutboxRelay:
             sent += n
             if n < self._batch_size:
                 break
-        self.published_total += sent
         return sent
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -118,11 +117,6 @@ class Notification:
     attempt_base: int = 0  # attempts made before the last replay (a replay brings fresh retries)
     request_hash: str | None = None  # fingerprint of the accepting request, for idempotent replays
     trace_context: str | None = None  # W3C traceparent of its trace: every later step continues it
-
-    def transition(self, target: Status, now: datetime, **changes: Any) -> Notification:
-        """A copy in ``target`` status; raises IllegalTransition if the machine forbids it."""
-        check_transition(self.status, target)
-        return dataclasses.replace(self, status=target, updated_at=now, **changes)
 
 
 @dataclass(frozen=True, slots=True)
