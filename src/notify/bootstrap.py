@@ -20,18 +20,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from notify.adapters.clock import SystemClock
-from notify.adapters.http.app import (
-    LIVE,
-    SERVICES,
-    STATS,
-    TEMPLATES,
-    ApiServices,
-    create_app,
-    create_worker_app,
-)
+from notify.adapters.http.app import create_app, create_worker_app
 from notify.adapters.http.auth import FailedAuthLimiter, KeyRateLimiter
 from notify.adapters.http.errors import REQUEST_DEADLINE_S, UNAVAILABLE_ERRORS
 from notify.adapters.http.live import LiveEndpoint
+from notify.adapters.http.state import LIVE, SERVICES, STATS, TEMPLATES, ApiServices
 from notify.adapters.kafka.consumer import PriorityConsumerLoop
 from notify.adapters.kafka.link import KafkaLink
 from notify.adapters.kafka.publisher import KafkaDispatchPublisher, make_producer

@@ -17,9 +17,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from notify.adapters.http.app import SERVICES, STATS, ApiServices, create_app
+from notify.adapters.http.app import create_app
 from notify.adapters.http.auth import KeyRateLimiter
-from notify.adapters.http.openapi import MetricsOut
+from notify.adapters.http.responses import MetricsOut
+from notify.adapters.http.state import SERVICES, STATS, ApiServices
 from notify.adapters.postgres.keys import PgApiKeyStore
 from notify.adapters.postgres.stats import PgDeliveryStats
 from notify.adapters.postgres.store import PgNotificationStore

@@ -1,9 +1,10 @@
-"""The template routes over real HTTP: a small aiohttp app with the real error middleware and
-PgTemplateStore on a fresh database."""
+"""The template routes over real HTTP: a small aiohttp app with the real error middleware, the route table's
+template routes and PgTemplateStore on a fresh database."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
@@ -13,25 +14,34 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from notify.adapters.clock import SystemClock
+from notify.adapters.http.app import add_routes
+from notify.adapters.http.auth import API_KEY
 from notify.adapters.http.errors import error_middleware
-from notify.adapters.http.templates import add_template_routes
+from notify.adapters.http.routes import ROUTES
+from notify.adapters.http.state import TEMPLATES
 from notify.adapters.postgres.templates import PgTemplateStore
 from notify.adapters.templates.inline import InlineTemplateEngine
 from notify.app.templates import TemplateService
+from notify.domain.keys import ApiKey
 
-TEMPLATES = web.AppKey("templates", TemplateService)
 BASE = "/api/v1/templates"
 
 
-def tenant_from_header(request: web.Request) -> str:
-    return request.headers.get("X-Tenant", "tenant-a")
+@web.middleware
+async def tenant_from_header(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Stands in for authentication: the caller's tenant comes from X-Tenant (tenant-a by default)."""
+    now = datetime.now(UTC)
+    tenant = request.headers.get("X-Tenant", "tenant-a")
+    request[API_KEY] = ApiKey(uuid4(), tenant, "test", "ntf_test", "hash", now)
+    response: web.StreamResponse = await handler(request)
+    return response
 
 
 @pytest.fixture
 async def client(pool: asyncpg.Pool) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    app = web.Application(middlewares=[error_middleware])
+    app = web.Application(middlewares=[error_middleware, tenant_from_header])
     app[TEMPLATES] = TemplateService(PgTemplateStore(pool), SystemClock(), InlineTemplateEngine())
-    add_template_routes(app, TEMPLATES, tenant_from_header)
+    add_routes(app, (r for r in ROUTES if r.path.startswith(BASE)))  # the real table's template routes
     async with TestClient(TestServer(app)) as c:
         yield c
 

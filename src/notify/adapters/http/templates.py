@@ -1,20 +1,22 @@
-"""HTTP routes of templates: POST/GET /api/v1/templates, GET/PUT/DELETE /api/v1/templates/{id}.
+"""Template handlers (POST/GET /api/v1/templates, GET/PUT/DELETE /api/v1/templates/{id}; routed in
+``routes.py``).
 
 Handlers raise domain errors; ``errors.error_middleware`` turns them into the one error shape.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from notify.adapters.http.auth import tenant_of
 from notify.adapters.http.errors import from_pydantic
 from notify.adapters.http.jsonio import json_response
 from notify.adapters.http.schemas import Cursor, decode_cursor, encode_cursor, rfc3339
+from notify.adapters.http.state import TEMPLATES
 from notify.app.templates import TemplateService
 from notify.domain.errors import FieldError, ValidationFailed
 from notify.domain.model import Channel
@@ -87,55 +89,46 @@ def _list_params(request: web.Request) -> TemplateListParams:
         raise from_pydantic(exc) from None
 
 
-def add_template_routes(
-    app: web.Application,
-    service_key: web.AppKey[TemplateService],
-    tenant_of: Callable[[web.Request], str],
-) -> None:
-    """Registers the template routes on ``app``; handlers find the service under ``service_key`` (on this
-    app or a parent) and the caller's tenant with ``tenant_of``."""
+def _service(request: web.Request) -> TemplateService:
+    return request.config_dict[TEMPLATES]
 
-    def service(request: web.Request) -> TemplateService:
-        return request.config_dict[service_key]
 
-    async def create_template(request: web.Request) -> web.Response:
-        payload = await _template_in(request)
-        template = await service(request).create(
-            tenant_of(request), payload.name, payload.channel, payload.body, payload.subject
-        )
-        return json_response(
-            template_json(template), status=201, headers={"Location": f"/api/v1/templates/{template.id}"}
-        )
+async def create_template(request: web.Request) -> web.Response:
+    payload = await _template_in(request)
+    template = await _service(request).create(
+        tenant_of(request), payload.name, payload.channel, payload.body, payload.subject
+    )
+    return json_response(
+        template_json(template), status=201, headers={"Location": f"/api/v1/templates/{template.id}"}
+    )
 
-    async def list_templates(request: web.Request) -> web.Response:
-        params = _list_params(request)
-        after_id = decode_cursor(params.cursor) if params.cursor else None
-        items, next_after = await service(request).search(tenant_of(request), after_id, params.page_size)
-        return json_response(
-            {
-                "data": [template_json(t) for t in items],
-                "next_cursor": encode_cursor(next_after) if next_after else None,
-            }
-        )
 
-    async def get_template(request: web.Request) -> web.Response:
-        template = await service(request).get(tenant_of(request), _template_id(request))
-        return json_response(template_json(template))
+async def list_templates(request: web.Request) -> web.Response:
+    params = _list_params(request)
+    after_id = decode_cursor(params.cursor) if params.cursor else None
+    items, next_after = await _service(request).search(tenant_of(request), after_id, params.page_size)
+    return json_response(
+        {
+            "data": [template_json(t) for t in items],
+            "next_cursor": encode_cursor(next_after) if next_after else None,
+        }
+    )
 
-    async def replace_template(request: web.Request) -> web.Response:
-        template_id = _template_id(request)
-        payload = await _template_in(request)
-        template = await service(request).update(
-            tenant_of(request), template_id, payload.name, payload.channel, payload.body, payload.subject
-        )
-        return json_response(template_json(template))
 
-    async def delete_template(request: web.Request) -> web.Response:
-        await service(request).delete(tenant_of(request), _template_id(request))
-        return web.Response(status=204)
+async def get_template(request: web.Request) -> web.Response:
+    template = await _service(request).get(tenant_of(request), _template_id(request))
+    return json_response(template_json(template))
 
-    app.router.add_post("/api/v1/templates", create_template)
-    app.router.add_get("/api/v1/templates", list_templates)
-    app.router.add_get("/api/v1/templates/{id}", get_template)
-    app.router.add_put("/api/v1/templates/{id}", replace_template)
-    app.router.add_delete("/api/v1/templates/{id}", delete_template)
+
+async def replace_template(request: web.Request) -> web.Response:
+    template_id = _template_id(request)
+    payload = await _template_in(request)
+    template = await _service(request).update(
+        tenant_of(request), template_id, payload.name, payload.channel, payload.body, payload.subject
+    )
+    return json_response(template_json(template))
+
+
+async def delete_template(request: web.Request) -> web.Response:
+    await _service(request).delete(tenant_of(request), _template_id(request))
+    return web.Response(status=204)

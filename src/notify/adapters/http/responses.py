@@ -1,0 +1,273 @@
+"""The API's answers as pydantic models, for the OpenAPI document. The handlers build the same shapes with
+``schemas.py``'s functions; ``tests/integration/test_openapi.py`` and the schemathesis run check that they
+agree."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from notify.domain.model import Channel, Priority, Status
+from notify.ports.store import AttemptOutcome
+
+# --- response models (documentation only; they mirror notification_json, batch_json, ... exactly) -----------
+
+
+class _Out(BaseModel):
+    # extra="forbid" becomes additionalProperties: false, so a key a handler adds without documenting it
+    # fails the response-schema checks instead of slipping through.
+    model_config = ConfigDict(extra="forbid")
+
+
+class SmsInfoOut(_Out):
+    """How an SMS is encoded and how many parts it needs (null for other channels)."""
+
+    encoding: Literal["GSM-7", "UCS-2"]
+    segments: int = Field(ge=1)
+
+
+class NotificationOut(_Out):
+    """A notification as the API returns it. Timestamps are RFC 3339 in UTC; absent values are null."""
+
+    id: UUID = Field(description="Time-ordered (UUIDv7).")
+    batch_id: UUID | None
+    channel: Channel
+    recipient: str = Field(description="Normalized: E.164 phone number, email address or push token.")
+    subject: str | None
+    content: str = Field(description="The text sent (rendered from the template when template_id is set).")
+    priority: Priority
+    status: Status
+    scheduled_at: datetime | None
+    expires_at: datetime | None
+    idempotency_key: str | None
+    template_id: UUID | None
+    template_variables: dict[str, Any] | None
+    metadata: dict[str, Any]
+    attempts: int = Field(ge=0, description="Delivery attempts made so far.")
+    max_retries: int = Field(ge=0)
+    provider: str | None = Field(description="The provider of the last attempt.")
+    provider_message_id: str | None
+    error_message: str | None
+    sent_at: datetime | None
+    failed_at: datetime | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    sms: SmsInfoOut | None
+    trace_id: str | None = Field(
+        pattern="^[0-9a-f]{32}$",
+        description="The OpenTelemetry trace that follows this notification (open it in Jaeger: "
+        "/trace/<trace_id>); null when it was not traced.",
+    )
+
+
+class PageOut(_Out):
+    """One page of notifications, oldest first. Pass ``next_cursor`` as ``cursor`` for the next page."""
+
+    data: list[NotificationOut]
+    next_cursor: str | None = Field(description="Null on the last page.")
+
+
+class AttemptOut(_Out):
+    """One provider call of the delivery attempts ledger."""
+
+    attempt: int = Field(ge=1)
+    provider: str
+    started_at: datetime
+    finished_at: datetime
+    outcome: AttemptOutcome
+    http_status: int | None = Field(description="The provider's HTTP status, when it answered.")
+    error: str | None
+    latency_ms: float = Field(ge=0)
+    breaker_trial: bool = Field(
+        description="A half-open circuit breaker's trial call that failed: the provider was still down. "
+        "It does not use up one of the notification's retries."
+    )
+
+
+class AttemptListOut(_Out):
+    """The delivery attempts of one notification, in order."""
+
+    data: list[AttemptOut]
+
+
+class BatchSummaryOut(_Out):
+    """A batch as accepted."""
+
+    id: UUID
+    total: int = Field(ge=0, description="How many notifications the batch holds.")
+    idempotency_key: str | None
+    created_at: datetime
+
+
+class BatchCountsOut(_Out):
+    """How many of the batch's notifications are in each status (every status is present)."""
+
+    scheduled: int = Field(ge=0)
+    pending: int = Field(ge=0)
+    processing: int = Field(ge=0)
+    retrying: int = Field(ge=0)
+    delivered: int = Field(ge=0)
+    failed: int = Field(ge=0)
+    cancelled: int = Field(ge=0)
+    expired: int = Field(ge=0)
+
+
+class BatchOut(BatchSummaryOut):
+    """A batch with its notifications counted per status, and the summary counts clients of the seed API read
+    (they add up to ``total_count``)."""
+
+    counts: BatchCountsOut
+    total_count: int = Field(ge=0, description="The same as `total`.")
+    pending_count: int = Field(ge=0, description="Not finished: scheduled, pending, processing, retrying.")
+    delivered_count: int = Field(ge=0)
+    failed_count: int = Field(ge=0, description="Failed or expired (never sent).")
+    cancelled_count: int = Field(ge=0)
+
+
+class BatchCreatedOut(_Out):
+    """An accepted batch and its notifications, in request order."""
+
+    batch: BatchSummaryOut
+    notifications: list[NotificationOut]
+
+
+class DeadLetterReplayOut(_Out):
+    """What a dead-letter replay matched and re-queued (nothing is re-queued on a dry run)."""
+
+    dry_run: bool
+    matched: int = Field(ge=0, description="Dead letters the filter matched.")
+    replayed: int = Field(ge=0, description="Re-queued by this call (at most `limit`, none on a dry run).")
+    remaining: int = Field(ge=0, description="Matched but not re-queued: call again to work through them.")
+
+
+class ChannelPauseOut(_Out):
+    paused: bool = Field(description="True when this channel is paused, on its own or by a pause of all.")
+
+
+class ChannelsPauseOut(_Out):
+    sms: ChannelPauseOut
+    email: ChannelPauseOut
+    push: ChannelPauseOut
+
+
+class PauseScopeOut(_Out):
+    """The pauses one scope holder set: ``paused`` is a pause of every channel."""
+
+    paused: bool
+    channels: ChannelsPauseOut
+
+
+class DeliveryStateOut(_Out):
+    """Whether workers deliver a tenant's notifications: the effective state (``paused``: every channel;
+    ``channels``), made of the operator's global switch and the tenant's own pauses."""
+
+    tenant_id: str = Field(description="The tenant this state is for.")
+    paused: bool
+    channels: ChannelsPauseOut
+    global_: PauseScopeOut = Field(alias="global", description="The global switch: every tenant.")
+    tenant: PauseScopeOut = Field(description="The tenant's own pauses.")
+
+
+class ChannelMetricsOut(_Out):
+    """One channel: its outcomes in the window (counted when they happen, per minute) and its queue now."""
+
+    sent: int = Field(ge=0, description="Notifications delivered in the window.")
+    failed: int = Field(
+        ge=0,
+        description="Notifications that failed for good in the window (one replayed and failing again counts "
+        "again).",
+    )
+    avg_latency_ms: float | None = Field(
+        ge=0,
+        description="Mean time from when a delivered notification was due (created, or its scheduled_at) to "
+        "when the provider accepted it. Null when nothing was delivered.",
+    )
+    p95_latency_ms: float | None = Field(
+        ge=0,
+        description="95th percentile of the same, from a latency histogram (interpolated inside its bucket, "
+        "so approximate; 3600000 means one hour or more). Null when nothing was delivered.",
+    )
+    success_rate: float | None = Field(
+        ge=0, le=1, description="sent / (sent + failed). Null when there was neither."
+    )
+    queue_depth: int = Field(ge=0, description="Notifications pending, processing or retrying now.")
+
+
+class ChannelsMetricsOut(_Out):
+    sms: ChannelMetricsOut
+    email: ChannelMetricsOut
+    push: ChannelMetricsOut
+
+
+class MetricsOut(_Out):
+    """Delivery metrics of the API key's tenant, per channel (every channel is present)."""
+
+    window_s: int = Field(ge=60, le=7 * 86400, description="The window asked for, in seconds.")
+    since: datetime = Field(
+        description="Where the window starts: now - window_s rounded down to the whole minute. Outcomes are "
+        "counted from this minute up to now."
+    )
+    channels: ChannelsMetricsOut
+
+
+class HealthOut(_Out):
+    """The process is alive."""
+
+    status: Literal["ok"]
+
+
+class LiveTokenOut(_Out):
+    """A single-use token for the WebSocket, standing for the API key that asked for it."""
+
+    token: str = Field(description="Pass as `?token=` when opening `/ws`; usable once.")
+    expires_at: datetime = Field(description="Unused by then, it is worthless (a minute after it was made).")
+    url: str = Field(description="The path to open: `/ws?token=...`.")
+
+
+class ReadyOut(_Out):
+    """Able to accept: the database answers and the unpublished outbox is under its limit. Accepting does
+    not need Kafka (the outbox holds what is accepted), so Kafka and the live status reader are reported
+    under ``also`` without making the API unready."""
+
+    status: Literal["ready"]
+    checks: dict[str, Literal["ok"]]
+    also: dict[str, str] | None = Field(
+        None, description="Reported, not required: `ok` or `unavailable: ...`."
+    )
+
+
+class FieldErrorOut(_Out):
+    field: str = Field(description="A path into the request: recipient, notifications[7].recipient, body.")
+    message: str
+    code: str
+
+
+class ErrorOut(_Out):
+    """The one error shape of the API."""
+
+    error: str = Field(description="A sentence for humans.")
+    code: str = Field(description="A stable machine-readable code, e.g. validation_error, not_found.")
+    details: list[FieldErrorOut] = Field(description="Each failing field; empty when no field is at fault.")
+
+
+class TemplateOut(_Out):
+    """A template: Jinja2 (sandboxed) source for a notification's content and, for email, its subject."""
+
+    id: UUID
+    name: str = Field(description="Unique per tenant.")
+    channel: Channel
+    subject: str | None
+    body: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class TemplatePageOut(_Out):
+    """One page of templates. Pass ``next_cursor`` as ``cursor`` for the next page."""
+
+    data: list[TemplateOut]
+    next_cursor: str | None = Field(description="Null on the last page.")
