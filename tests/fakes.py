@@ -9,6 +9,7 @@ from itertools import count
 from typing import Any
 from uuid import UUID
 
+from notify.domain.delivery import AttemptRecord, Claim, DeliveryResult
 from notify.domain.errors import (
     CircuitOpen,
     DuplicateIdempotencyKey,
@@ -31,22 +32,14 @@ from notify.domain.model import (
     check_transition,
     sources_of,
 )
+from notify.domain.outbox import OutboxKind, OutboxRecord
 from notify.domain.pauses import EVERY, Pauses
+from notify.domain.queries import DeadLetterQuery, ListQuery, Page
 from notify.domain.text import identifier, storable
 from notify.ports.provider import ProviderMessage, ProviderReceipt
 from notify.ports.queue import Position, Waiting
 from notify.ports.stats import ChannelFigures
-from notify.ports.store import (
-    AttemptRecord,
-    Claim,
-    DeadLetterQuery,
-    DeliveryResult,
-    ListQuery,
-    OutboxKind,
-    OutboxRecord,
-    Page,
-    Publish,
-)
+from notify.ports.store import Publish
 
 
 def transition(n: Notification, target: Status, now: datetime, **changes: Any) -> Notification:

@@ -29,11 +29,11 @@ from notify.app.notifications import NotificationService
 from notify.app.operations import Operations
 from notify.app.stats import StatsService
 from notify.devtools.devstack import create_api_key
+from notify.domain.delivery import AttemptOutcome, AttemptRecord, Claim, DeliveryResult
 from notify.domain.ids import uuid7_at
 from notify.domain.model import Channel, Notification, Priority, Status
 from notify.domain.stats import LATENCY_BOUNDS_MS
 from notify.ports.stats import ChannelFigures
-from notify.ports.store import AttemptOutcome, AttemptRecord, Claim, DeliveryResult
 from tests.fakes import FakeClock
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)  # a whole minute

@@ -46,10 +46,11 @@ from notify.adapters.http.templates import TemplateIn, TemplateListParams, templ
 from notify.app.operations import DeliveryState
 from notify.app.stats import ChannelMetrics, Metrics
 from notify.bootstrap import build_api_app
+from notify.domain.delivery import AttemptOutcome, AttemptRecord
 from notify.domain.model import Batch, Channel, Notification, Priority, Status
 from notify.domain.pauses import PauseState
+from notify.domain.queries import Page
 from notify.domain.templates import Template
-from notify.ports.store import AttemptOutcome, AttemptRecord, Page
 from notify.settings import load_settings
 
 REF = "#/components/schemas/{model}"

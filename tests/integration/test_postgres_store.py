@@ -12,17 +12,11 @@ import pytest
 
 from notify.adapters.postgres.store import PgNotificationStore, PgOutbox
 from notify.app.notifications import NewNotification, NotificationService
+from notify.domain.delivery import AttemptOutcome, AttemptRecord, Claim, DeliveryResult
 from notify.domain.errors import Conflict, IllegalTransition, NotFound
 from notify.domain.model import Channel, Notification, Priority, Status
-from notify.ports.store import (
-    AttemptOutcome,
-    AttemptRecord,
-    Claim,
-    DeadLetterQuery,
-    DeliveryResult,
-    ListQuery,
-    OutboxRecord,
-)
+from notify.domain.outbox import OutboxRecord
+from notify.domain.queries import DeadLetterQuery, ListQuery
 from tests.fakes import FakeClock
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

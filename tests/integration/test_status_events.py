@@ -14,8 +14,9 @@ import pytest
 
 from notify.adapters.postgres.store import PgNotificationStore, PgOutbox
 from notify.app.notifications import NewNotification, NotificationService
+from notify.domain.delivery import AttemptOutcome, AttemptRecord, Claim, DeliveryResult
 from notify.domain.model import Channel, Status
-from notify.ports.store import AttemptOutcome, AttemptRecord, Claim, DeliveryResult, OutboxKind, OutboxRecord
+from notify.domain.outbox import OutboxKind, OutboxRecord
 from tests.fakes import FakeClock
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

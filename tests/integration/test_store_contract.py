@@ -18,23 +18,15 @@ import pytest
 
 from notify.adapters.postgres.store import PgNotificationStore, PgOutbox
 from notify.app.notifications import NewNotification, NotificationService
+from notify.domain.delivery import AttemptOutcome, AttemptRecord, Claim, DeliveryResult
 from notify.domain.errors import DuplicateIdempotencyKey, IllegalTransition, NotFound
 from notify.domain.ids import uuid7_at
 from notify.domain.model import Batch, Channel, Notification, Priority, Status
+from notify.domain.outbox import OutboxKind, OutboxRecord
 from notify.domain.pauses import Pauses
+from notify.domain.queries import DeadLetterQuery, ListQuery
 from notify.ports.queue import Position, Waiting
-from notify.ports.store import (
-    AttemptOutcome,
-    AttemptRecord,
-    Claim,
-    DeadLetterQuery,
-    DeliveryResult,
-    ListQuery,
-    NotificationStore,
-    Outbox,
-    OutboxKind,
-    OutboxRecord,
-)
+from notify.ports.store import NotificationStore, Outbox
 from tests.fakes import FakeClock, FakeStore
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

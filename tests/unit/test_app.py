@@ -13,6 +13,7 @@ from notify.app.notifications import NewNotification, NotificationService
 from notify.app.operations import Operations, PauseScope, pause_target
 from notify.app.recovery import Recovery
 from notify.app.relay import OutboxRelay
+from notify.domain.delivery import AttemptOutcome, Claim
 from notify.domain.errors import (
     Conflict,
     Forbidden,
@@ -27,8 +28,8 @@ from notify.domain.errors import (
 from notify.domain.ids import uuid7_at
 from notify.domain.keys import ApiKey, KeyScope, new_secret
 from notify.domain.model import Channel, Priority, Status
+from notify.domain.outbox import OutboxKind
 from notify.domain.retry import RetryPolicy
-from notify.ports.store import AttemptOutcome, Claim, OutboxKind
 from tests.fakes import (
     FakeApiKeyStore,
     FakeBreaker,

@@ -38,10 +38,10 @@ from notify.adapters.telemetry.tracing import (
 )
 from notify.app.delivery import Deliverer, DeliveryOutcome, Route
 from notify.app.notifications import NewNotification, NotificationService
+from notify.domain.delivery import AttemptOutcome, AttemptRecord, DeliveryResult
 from notify.domain.errors import TransientProviderError, ValidationFailed
 from notify.domain.model import Channel, Notification, Priority, Status
 from notify.logs import JsonFormatter, correlation_id_var, notification_id_var
-from notify.ports.store import AttemptOutcome, AttemptRecord, DeliveryResult
 from tests.fakes import (
     BreakerInState,
     FakeBreaker,

@@ -11,8 +11,8 @@ from uuid import UUID
 
 from notify.app.dispatcher import Partition, PriorityDispatcher
 from notify.app.worker import DeliveryRound, Worker, WorkerLimits
+from notify.domain.delivery import Claim
 from notify.domain.model import Priority, Status
-from notify.ports.store import Claim
 from tests.fakes import FakeClock, FakeProvider, FakeStore
 from tests.unit.test_app import SMS, deliverer, service
 

@@ -19,6 +19,7 @@ from enum import StrEnum
 from itertools import count
 from uuid import UUID
 
+from notify.domain.delivery import AttemptOutcome, AttemptRecord, Claim, DeliveryResult
 from notify.domain.errors import (
     CircuitOpen,
     OutcomeNotStored,
@@ -33,7 +34,7 @@ from notify.ports.clock import Clock
 from notify.ports.metrics import DeliveryObserver, NoObserver
 from notify.ports.provider import DeliveryProvider, ProviderMessage, ProviderReceipt
 from notify.ports.resilience import CircuitBreaker, RateLimiter
-from notify.ports.store import AttemptOutcome, AttemptRecord, Claim, DeliveryResult, NotificationStore
+from notify.ports.store import NotificationStore
 
 log = logging.getLogger(__name__)
 

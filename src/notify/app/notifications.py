@@ -14,10 +14,11 @@ from notify.app.admission import Admission
 from notify.domain.errors import Conflict, DuplicateIdempotencyKey, FieldError, NotFound, ValidationFailed
 from notify.domain.ids import uuid7_at, uuid7_run
 from notify.domain.model import Batch, Channel, Notification, Priority, Status
+from notify.domain.queries import ListQuery, Page
 from notify.domain.retry import DEFAULT_MAX_RETRIES
 from notify.domain.validation import DraftFields, check_draft
 from notify.ports.clock import Clock
-from notify.ports.store import ListQuery, NotificationStore, Page
+from notify.ports.store import NotificationStore
 from notify.ports.telemetry import TraceContexts
 
 MAX_BATCH = 1000

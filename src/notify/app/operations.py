@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from uuid import UUID
 
+from notify.domain.delivery import AttemptRecord
 from notify.domain.errors import Forbidden, NotFound
 from notify.domain.keys import ApiKey
 from notify.domain.model import Channel, Notification
 from notify.domain.pauses import EVERY, PauseState
+from notify.domain.queries import DeadLetterQuery, Page
 from notify.ports.clock import Clock
-from notify.ports.store import AttemptRecord, DeadLetterQuery, NotificationStore, Page
+from notify.ports.store import NotificationStore
 
 
 @dataclass(frozen=True, slots=True)

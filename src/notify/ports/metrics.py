@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
+from notify.domain.delivery import DeliveryResult
 from notify.domain.model import Notification
-from notify.ports.store import DeliveryResult
 
 
 class DeliveryObserver(Protocol):

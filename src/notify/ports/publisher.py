@@ -3,8 +3,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from notify.domain.outbox import OutboxRecord
 from notify.ports.queue import Position
-from notify.ports.store import OutboxRecord
 
 
 class DispatchPublisher(Protocol):

@@ -3,121 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
 from uuid import UUID
 
-from notify.domain.model import Batch, Channel, Notification, Priority, Status
+from notify.domain.delivery import AttemptRecord, Claim, DeliveryResult
+from notify.domain.model import Batch, Channel, Notification, Status
+from notify.domain.outbox import OutboxRecord
 from notify.domain.pauses import Pauses
+from notify.domain.queries import DeadLetterQuery, ListQuery, Page
 from notify.ports.queue import Position, Waiting
-
-
-class OutboxKind(StrEnum):
-    DISPATCH = "dispatch"  # put the notification on its priority topic for delivery
-    DEAD_LETTER = "dead_letter"  # announce on the dead-letter topic that it failed for good
-    STATUS = "status"  # one status transition, for the status topic (live WebSocket updates)
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRecord:
-    """A message to publish, written in the same transaction as the change that called for it (accept,
-    scheduled release, retry due, lease recovery, final failure)."""
-
-    id: int
-    notification_id: UUID
-    priority: Priority
-    channel: Channel
-    correlation_id: str | None
-    created_at: datetime
-    kind: OutboxKind = OutboxKind.DISPATCH
-    payload: dict[str, Any] | None = None  # the event of a STATUS record
-    trace_context: str | None = None  # the notification's W3C traceparent: publishes continue its trace
-    tenant_id: str | None = None  # the notification's tenant: a worker honours its pause before claiming
-
-
-class AttemptOutcome(StrEnum):
-    DELIVERED = "delivered"
-    TRANSIENT = "transient"
-    PERMANENT = "permanent"
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRecord:
-    """One provider call, for the attempts ledger."""
-
-    attempt: int
-    provider: str
-    started_at: datetime
-    finished_at: datetime
-    outcome: AttemptOutcome
-    http_status: int | None = None
-    error: str | None = None
-    # A half-open breaker's trial call that failed: recorded, but it does not use up a retry.
-    breaker_trial: bool = False
-
-    @property
-    def latency_ms(self) -> float:
-        return max(0.0, (self.finished_at - self.started_at).total_seconds() * 1000)
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryResult:
-    """What a delivery round ended in. ``status`` is DELIVERED, RETRYING or FAILED; ``calls`` are the provider
-    calls made. A round counts as an attempt (uses up a retry) only if it made a call that was not a breaker
-    trial: none when every breaker was open, or when the only calls were failed half-open trials."""
-
-    status: Status
-    calls: list[AttemptRecord]
-    provider: str | None = None
-    provider_message_id: str | None = None
-    error: str | None = None
-    next_attempt_at: datetime | None = None
-
-    @property
-    def counts_as_attempt(self) -> bool:
-        return any(not c.breaker_trial for c in self.calls)
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterQuery:
-    tenant_id: str
-    channel: Channel | None = None
-    provider: str | None = None
-    error_contains: str | None = None
-    date_from: datetime | None = None  # on failed_at
-    date_to: datetime | None = None
-    after_id: UUID | None = None
-    page_size: int = 20
-
-
-@dataclass(frozen=True, slots=True)
-class ListQuery:
-    tenant_id: str
-    status: Status | None = None
-    channel: Channel | None = None
-    priority: Priority | None = None
-    batch_id: UUID | None = None
-    recipient: str | None = None
-    date_from: datetime | None = None
-    date_to: datetime | None = None
-    after_id: UUID | None = None  # keyset cursor: return ids strictly older than this one
-    page_size: int = 20
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    items: list[Notification]
-    next_after_id: UUID | None
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A worker's right to attempt delivery until ``lease_until``."""
-
-    worker_id: str
-    lease_until: datetime
 
 
 class NotificationStore(Protocol):

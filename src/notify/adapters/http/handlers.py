@@ -41,8 +41,8 @@ from notify.app.operations import DeliveryState
 from notify.domain.errors import FieldError, Forbidden, ValidationFailed
 from notify.domain.model import Channel
 from notify.domain.pauses import PauseState
+from notify.domain.queries import DeadLetterQuery, ListQuery, Page
 from notify.domain.validation import MAX_IDEMPOTENCY_KEY_CHARS
-from notify.ports.store import DeadLetterQuery, ListQuery, Page
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from notify.domain.delivery import AttemptOutcome
 from notify.domain.model import Channel, Priority, Status
-from notify.ports.store import AttemptOutcome
 
 # --- response models (documentation only; they mirror notification_json, batch_json, ... exactly) -----------
 

@@ -14,10 +14,10 @@ from notify.adapters.telemetry.tracing import trace_id_of
 from notify.app.notifications import NewNotification
 from notify.app.operations import PauseScope
 from notify.app.stats import Metrics
+from notify.domain.delivery import AttemptRecord
 from notify.domain.errors import FieldError, ValidationFailed
 from notify.domain.model import Batch, Channel, Notification, Priority, Status
 from notify.domain.validation import sms_segments
-from notify.ports.store import AttemptRecord
 
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)

@@ -14,8 +14,8 @@ from opentelemetry.trace import SpanKind
 
 from notify.adapters.telemetry.metrics import OUTBOX_PUBLISHED
 from notify.adapters.telemetry.tracing import current_traceparent, span_in
+from notify.domain.outbox import OutboxKind, OutboxRecord
 from notify.ports.queue import Position
-from notify.ports.store import OutboxKind, OutboxRecord
 
 
 def dispatch_value(record: OutboxRecord) -> bytes:

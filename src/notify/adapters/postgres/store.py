@@ -17,24 +17,16 @@ import asyncpg
 
 from notify.adapters.postgres.grouping import Coalescer
 from notify.adapters.telemetry.tracing import span_in
+from notify.domain.delivery import AttemptOutcome, AttemptRecord, Claim, DeliveryResult
 from notify.domain.errors import DuplicateIdempotencyKey, IllegalTransition, NotFound
 from notify.domain.ids import highest_id_at, lowest_id_at
 from notify.domain.model import REPLAYABLE, Batch, Channel, Notification, Priority, Status, sources_of
+from notify.domain.outbox import OutboxKind, OutboxRecord
 from notify.domain.pauses import EVERY, Pauses
+from notify.domain.queries import DeadLetterQuery, ListQuery, Page
 from notify.domain.text import identifier, storable
 from notify.ports.queue import Waiting
-from notify.ports.store import (
-    AttemptOutcome,
-    AttemptRecord,
-    Claim,
-    DeadLetterQuery,
-    DeliveryResult,
-    ListQuery,
-    OutboxKind,
-    OutboxRecord,
-    Page,
-    Publish,
-)
+from notify.ports.store import Publish
 
 _COLUMNS = (
     "id, tenant_id, batch_id, channel, recipient, subject, content, priority, status, scheduled_at, "

@@ -20,9 +20,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, His
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from notify.domain.delivery import DeliveryResult
 from notify.domain.model import Notification, Status
 from notify.ports.resilience import CircuitBreaker
-from notify.ports.store import DeliveryResult
 
 log = logging.getLogger(__name__)
 
