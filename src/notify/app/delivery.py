@@ -34,7 +34,7 @@ from notify.ports.clock import Clock
 from notify.ports.metrics import DeliveryObserver, NoObserver
 from notify.ports.provider import DeliveryProvider, ProviderMessage, ProviderReceipt
 from notify.ports.resilience import CircuitBreaker, RateLimiter
-from notify.ports.store import NotificationStore
+from notify.ports.store import DeliveryLedger
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class _Unlimited:
 class Deliverer:
     def __init__(
         self,
-        store: NotificationStore,
+        store: DeliveryLedger,
         routes: Mapping[Channel, Sequence[Route]],
         clock: Clock,
         *,

@@ -18,7 +18,7 @@ from notify.domain.queries import ListQuery, Page
 from notify.domain.retry import DEFAULT_MAX_RETRIES
 from notify.domain.validation import DraftFields, check_draft
 from notify.ports.clock import Clock
-from notify.ports.store import NotificationStore
+from notify.ports.store import Notifications
 from notify.ports.telemetry import TraceContexts
 
 MAX_BATCH = 1000
@@ -71,7 +71,7 @@ class AcceptedBatch:
 class NotificationService:
     def __init__(
         self,
-        store: NotificationStore,
+        store: Notifications,
         clock: Clock,
         *,
         max_retries: Mapping[Priority, int] = DEFAULT_MAX_RETRIES,

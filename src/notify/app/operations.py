@@ -18,7 +18,7 @@ from notify.domain.model import Channel, Notification
 from notify.domain.pauses import EVERY, PauseState
 from notify.domain.queries import DeadLetterQuery, Page
 from notify.ports.clock import Clock
-from notify.ports.store import NotificationStore
+from notify.ports.store import OperatorActions
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +72,7 @@ def pause_target(key: ApiKey, scope: PauseScope | None, tenant_id: str | None) -
 
 class Operations:
     def __init__(
-        self, store: NotificationStore, clock: Clock, *, on_enqueued: Callable[[], None] | None = None
+        self, store: OperatorActions, clock: Clock, *, on_enqueued: Callable[[], None] | None = None
     ) -> None:
         self._store = store
         self._clock = clock

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from notify.ports.clock import Clock
 from notify.ports.queue import DispatchQueue, Waiting
-from notify.ports.store import NotificationStore
+from notify.ports.store import Sweeps
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class SweepResult:
 class Recovery:
     def __init__(
         self,
-        store: NotificationStore,
+        store: Sweeps,
         clock: Clock,
         *,
         stale_pending: timedelta,

@@ -1,4 +1,8 @@
-"""Persistence of notifications and their outbox. Every method is one atomic PostgreSQL transaction."""
+"""Persistence of notifications and their outbox, as small interfaces by who uses them: accepting and
+querying (``Notifications``), delivering (``DeliveryLedger``), operators (``OperatorActions``), the recovery
+sweeps (``Sweeps``), the relays (``Outbox``). ``NotificationStore`` is all four notification interfaces at
+once, as one adapter (PostgreSQL, or the fake in the tests) provides them. Every method is one atomic
+transaction."""
 
 from __future__ import annotations
 
@@ -15,7 +19,9 @@ from notify.domain.queries import DeadLetterQuery, ListQuery, Page
 from notify.ports.queue import Position, Waiting
 
 
-class NotificationStore(Protocol):
+class Notifications(Protocol):
+    """What accepting, reading and cancelling notifications needs (``app.notifications``)."""
+
     async def create(self, notifications: Sequence[Notification], batch: Batch | None = None) -> None:
         """Insert the batch (if any), the notifications and, for each ``pending`` one, its outbox record: all
         or nothing. Raises DuplicateIdempotencyKey if a notification's (or the batch's) key is taken."""
@@ -43,6 +49,10 @@ class NotificationStore(Protocol):
         """Cancel if the status machine allows it; raises NotFound or IllegalTransition otherwise."""
         ...
 
+
+class DeliveryLedger(Protocol):
+    """What a delivery round needs (``app.delivery``): claim, keep the lease, store the outcome."""
+
     async def claim(self, notification_id: UUID, claim: Claim, now: datetime) -> Notification | None:
         """Move a ``pending`` notification to ``processing`` under ``claim``; None if it is not claimable
         (cancelled, delivered, already claimed, unknown)."""
@@ -63,6 +73,11 @@ class NotificationStore(Protocol):
     async def park(self, notification_id: UUID, now: datetime) -> None:
         """Leave a ``pending`` notification of a paused channel waiting; it is re-enqueued after resume."""
         ...
+
+
+class OperatorActions(Protocol):
+    """What operators and tenants do beyond sending (``app.operations``): the attempts ledger, dead letters
+    and replay, pausing delivery."""
 
     async def attempts(self, tenant_id: str, notification_id: UUID) -> list[AttemptRecord] | None:
         """The ledger, oldest first; None if there is no such notification for this tenant."""
@@ -94,6 +109,10 @@ class NotificationStore(Protocol):
         """Every paused scope, global and per tenant."""
         ...
 
+
+class Sweeps(Protocol):
+    """What the recovery sweeps do (``app.recovery``): release what is due, recover what was lost."""
+
     async def release_due_scheduled(self, now: datetime, limit: int) -> int:
         """``scheduled`` whose time has come -> ``pending`` plus outbox record. Safe under many workers."""
         ...
@@ -122,6 +141,10 @@ class NotificationStore(Protocol):
         one whose record still waits in its partition (behind consumer lag), is on a partition ``waiting``
         says nothing about, or is not published yet."""
         ...
+
+
+class NotificationStore(Notifications, DeliveryLedger, OperatorActions, Sweeps, Protocol):
+    """The whole store, as one adapter provides it."""
 
 
 # Publishes records and returns where each landed (in the same order), or None when that is not known.
