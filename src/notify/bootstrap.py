@@ -32,9 +32,13 @@ from notify.adapters.kafka.queue import KafkaDispatchQueue, make_probe
 from notify.adapters.kafka.status import StatusTopicReader, make_status_consumer
 from notify.adapters.kafka.topics import ensure_topics
 from notify.adapters.postgres.keys import PgApiKeyStore
+from notify.adapters.postgres.ledger import PgDeliveryLedger
+from notify.adapters.postgres.notifications import PgNotifications
+from notify.adapters.postgres.operator import PgOperatorActions
+from notify.adapters.postgres.outbox import PgOutbox
 from notify.adapters.postgres.pool import POSTGRES_UNAVAILABLE, create_pool
 from notify.adapters.postgres.stats import PgDeliveryStats
-from notify.adapters.postgres.store import PgNotificationStore, PgOutbox
+from notify.adapters.postgres.sweeps import PgSweeps
 from notify.adapters.postgres.templates import PgTemplateStore
 from notify.adapters.provider.http import HttpProvider
 from notify.adapters.resilience import AioCircuitBreaker, ChannelRateLimiter
@@ -150,7 +154,6 @@ def build_api_app(settings: Settings) -> web.Application:
         )
         relay = build_relay(settings, pool, lambda: link.producer, clock)
         wake_relay = relay.wake if settings.outbox_relay_enabled else None
-        store = PgNotificationStore(pool)
         admission = Admission(PgOutbox(pool), max_backlog=settings.max_outbox_backlog)
         engine = IsolatedTemplateEngine(
             workers=settings.template_workers,
@@ -163,7 +166,7 @@ def build_api_app(settings: Settings) -> web.Application:
         stats = StatsService(PgDeliveryStats(pool), clock)
         app[STATS] = stats
         service = NotificationService(
-            store,
+            PgNotifications(pool),
             clock,
             render=templates.render_for,
             max_retries=max_retries(settings),
@@ -202,7 +205,7 @@ def build_api_app(settings: Settings) -> web.Application:
         )
         app[SERVICES] = ApiServices(
             service,
-            Operations(store, clock, on_enqueued=wake_relay),
+            Operations(PgOperatorActions(pool), clock, on_enqueued=wake_relay),
             authenticator,
             KeyRateLimiter(settings.api_key_rate_limit_per_s),
             {"database": database, "accepting": accepting},
@@ -372,7 +375,6 @@ async def build_worker(settings: Settings, resources: AsyncExitStack) -> Worker:
     http_runner = await _serve_worker_http(settings, _readiness(pool, producer))
     resources.push_async_callback(http_runner.cleanup)
 
-    store = PgNotificationStore(pool)
     # The worker relays too: what its recovery sweep re-enqueues is published at once, status events of its
     # deliveries go out without waiting for a poll, and delivery keeps flowing with no API running.
     relay = build_relay(settings, pool, producer, clock)
@@ -380,7 +382,7 @@ async def build_worker(settings: Settings, resources: AsyncExitStack) -> Worker:
     resources.push_async_callback(probe.stop)
     await probe.start()
     recovery = Recovery(
-        store,
+        PgSweeps(pool),
         clock,
         stale_pending=timedelta(seconds=settings.stale_pending_s),
         interval_s=settings.recovery_interval_s,
@@ -390,7 +392,7 @@ async def build_worker(settings: Settings, resources: AsyncExitStack) -> Worker:
     routes = build_routes(settings, http)
     resources.callback(metrics.register_breakers(r.breaker for rs in routes.values() for r in rs))
     deliverer = Deliverer(
-        store,
+        PgDeliveryLedger(pool),
         routes,
         clock,
         worker_id=worker_id,
@@ -403,7 +405,7 @@ async def build_worker(settings: Settings, resources: AsyncExitStack) -> Worker:
             max_retry_after_s=settings.retry_after_max_s,
         ),
         limiter=ChannelRateLimiter(settings.rate_limits()),
-        pauses=PauseCache(store.pauses, clock, settings.pause_refresh_s),
+        pauses=PauseCache(PgOperatorActions(pool).pauses, clock, settings.pause_refresh_s),
         observer=metrics.PrometheusDeliveryObserver(),
     )
     consumer = make_group_consumer(settings)

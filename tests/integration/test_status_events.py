@@ -198,7 +198,7 @@ async def test_concurrent_relays_publish_each_notifications_events_in_order(
 
 
 async def test_relay_and_backlog_queries_read_the_partial_indexes(pool: asyncpg.Pool) -> None:
-    from notify.adapters.postgres import store as pg
+    from notify.adapters.postgres import outbox as pg
 
     queries = [
         pg._RELAY_SELECT.format(kinds="o.kind <> 'status'", lock="FOR UPDATE OF o SKIP LOCKED"),
