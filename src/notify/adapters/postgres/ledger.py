@@ -1,6 +1,8 @@
 """``DeliveryLedger`` on PostgreSQL: claims and outcomes of concurrent deliveries, each group in one
 statement; the conditional updates follow the domain's status machine."""
 
+from __future__ import annotations
+
 from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
@@ -9,8 +11,8 @@ import asyncpg
 
 from notify.adapters.postgres.grouping import Coalescer
 from notify.adapters.postgres.rows import (
-    COLUMNS,
     ISOLATE,
+    N_COLUMNS,
     affected,
     row_to_notification,
     statuses,
@@ -58,7 +60,7 @@ class PgDeliveryLedger:
                        AS c(id, owner, lease, at)
                  WHERE n.id = c.id AND n.status = ANY($5::text[])
                    AND (n.status <> 'retrying' OR n.next_attempt_at <= c.at)
-             RETURNING {", ".join("n." + c.strip() for c in COLUMNS.split(","))}""",
+             RETURNING {N_COLUMNS}""",
             [i for i, _, _ in asked],
             [c.worker_id for _, c, _ in asked],
             [c.lease_until for _, c, _ in asked],

@@ -1,6 +1,8 @@
 """``Notifications`` on PostgreSQL: accept (concurrent single notifications share one statement, see
 ``grouping.py``), read, page and cancel."""
 
+from __future__ import annotations
+
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any

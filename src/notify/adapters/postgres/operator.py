@@ -1,5 +1,7 @@
 """``OperatorActions`` on PostgreSQL: the attempts ledger, dead letters and replay, pauses."""
 
+from __future__ import annotations
+
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -8,6 +10,7 @@ import asyncpg
 
 from notify.adapters.postgres.rows import (
     COLUMNS,
+    N_COLUMNS,
     affected,
     row_to_notification,
     shift_placeholders,
@@ -91,7 +94,7 @@ class PgOperatorActions:
                SET status = 'pending', attempt_base = n.attempts, next_attempt_at = NULL,
                    error_message = NULL, failed_at = NULL, enqueued_at = $1, updated_at = $1
               FROM picked WHERE n.id = picked.id
-         RETURNING {", ".join("n." + c.strip() for c in COLUMNS.split(","))}
+         RETURNING {N_COLUMNS}
         ),
         queued AS (
             INSERT INTO outbox (notification_id, priority, channel, correlation_id, created_at)

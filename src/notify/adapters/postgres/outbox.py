@@ -1,5 +1,7 @@
 """``Outbox`` on PostgreSQL: the relays' side of the transactional outbox."""
 
+from __future__ import annotations
+
 from datetime import datetime
 
 import asyncpg

@@ -1,21 +1,79 @@
-"""The notifications table as rows: the column list (written once), reading a row into a Notification, the
-one-statement insert of notifications with their dispatch records, and moving picked rows back to pending."""
+"""The notifications table as rows: every column written once (``TABLE``), from which the select list, the
+mapping of a row to a Notification and the one-statement insert of new notifications (with their dispatch
+records) are derived; and moving picked rows back to pending."""
+
+from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import asyncpg
 
 from notify.domain.model import Channel, Notification, Priority, Status, sources_of
 
-COLUMNS = (
-    "id, tenant_id, batch_id, channel, recipient, subject, content, priority, status, scheduled_at, "
-    "expires_at, idempotency_key, template_id, template_variables, metadata, attempts, max_retries, "
-    "provider, provider_message_id, error_message, sent_at, failed_at, correlation_id, created_at, "
-    "updated_at, next_attempt_at, attempt_base, request_hash, trace_context"
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _enum_value(value: Enum) -> Any:
+    return value.value
+
+
+def _json_or_null(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A column of ``notifications`` that is also a field of ``Notification`` (same name)."""
+
+    name: str
+    sql_type: str  # of the insert's unnest() array (jsonb travels as text and is cast)
+    inserted: bool  # written when a notification is accepted; the others start at their default
+    to_db: Callable[[Any], Any] = _same
+    from_db: Callable[[Any], Any] = _same
+
+
+TABLE: tuple[Column, ...] = (
+    Column("id", "uuid", True),
+    Column("tenant_id", "text", True),
+    Column("batch_id", "uuid", True),
+    Column("channel", "text", True, _enum_value, Channel),
+    Column("recipient", "text", True),
+    Column("subject", "text", True),
+    Column("content", "text", True),
+    Column("priority", "text", True, _enum_value, Priority),
+    Column("status", "text", True, _enum_value, Status),
+    Column("scheduled_at", "timestamptz", True),
+    Column("expires_at", "timestamptz", True),
+    Column("idempotency_key", "text", True),
+    Column("template_id", "uuid", True),
+    Column("template_variables", "jsonb", True, _json_or_null),
+    Column("metadata", "jsonb", True, json.dumps),
+    Column("attempts", "int", False),
+    Column("max_retries", "int", True),
+    Column("provider", "text", False),
+    Column("provider_message_id", "text", False),
+    Column("error_message", "text", False),
+    Column("sent_at", "timestamptz", False),
+    Column("failed_at", "timestamptz", False),
+    Column("correlation_id", "text", True),
+    Column("created_at", "timestamptz", True),
+    Column("updated_at", "timestamptz", True),
+    Column("next_attempt_at", "timestamptz", False),
+    Column("attempt_base", "int", False),
+    Column("request_hash", "text", True),
+    Column("trace_context", "text", True),
 )
+
+# The select list of every query that reads notifications (and the same, of the alias ``n``).
+COLUMNS = ", ".join(c.name for c in TABLE)
+N_COLUMNS = ", ".join(f"n.{c.name}" for c in TABLE)
 
 
 def statuses(target: Status) -> list[str]:
@@ -23,37 +81,7 @@ def statuses(target: Status) -> list[str]:
 
 
 def row_to_notification(row: asyncpg.Record) -> Notification:
-    return Notification(
-        id=row["id"],
-        tenant_id=row["tenant_id"],
-        batch_id=row["batch_id"],
-        channel=Channel(row["channel"]),
-        recipient=row["recipient"],
-        subject=row["subject"],
-        content=row["content"],
-        priority=Priority(row["priority"]),
-        status=Status(row["status"]),
-        scheduled_at=row["scheduled_at"],
-        expires_at=row["expires_at"],
-        idempotency_key=row["idempotency_key"],
-        template_id=row["template_id"],
-        template_variables=row["template_variables"],
-        metadata=row["metadata"],
-        attempts=row["attempts"],
-        max_retries=row["max_retries"],
-        provider=row["provider"],
-        provider_message_id=row["provider_message_id"],
-        error_message=row["error_message"],
-        sent_at=row["sent_at"],
-        failed_at=row["failed_at"],
-        correlation_id=row["correlation_id"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        next_attempt_at=row["next_attempt_at"],
-        attempt_base=row["attempt_base"],
-        request_hash=row["request_hash"],
-        trace_context=row["trace_context"],
-    )
+    return Notification(**{c.name: c.from_db(row[c.name]) for c in TABLE})
 
 
 def shift_placeholders(sql: str, by: int) -> str:
@@ -65,62 +93,20 @@ def affected(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-# What a new notification is stored with; every other column starts at its default (NULL, 0, ...).
-_NEW_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("id", "uuid"),
-    ("tenant_id", "text"),
-    ("batch_id", "uuid"),
-    ("channel", "text"),
-    ("recipient", "text"),
-    ("subject", "text"),
-    ("content", "text"),
-    ("priority", "text"),
-    ("status", "text"),
-    ("scheduled_at", "timestamptz"),
-    ("expires_at", "timestamptz"),
-    ("idempotency_key", "text"),
-    ("template_id", "uuid"),
-    ("template_variables", "jsonb"),
-    ("metadata", "jsonb"),
-    ("max_retries", "int"),
-    ("correlation_id", "text"),
-    ("created_at", "timestamptz"),
-    ("updated_at", "timestamptz"),
-    ("request_hash", "text"),
-    ("trace_context", "text"),
+# What a new notification is stored with: its inserted fields, and when it was enqueued (a pending one now).
+_NEW: tuple[tuple[str, str], ...] = (
+    *((c.name, c.sql_type) for c in TABLE if c.inserted),
     ("enqueued_at", "timestamptz"),
 )
 
 
 def new_row(n: Notification) -> tuple[Any, ...]:
-    return (
-        n.id,
-        n.tenant_id,
-        n.batch_id,
-        n.channel.value,
-        n.recipient,
-        n.subject,
-        n.content,
-        n.priority.value,
-        n.status.value,
-        n.scheduled_at,
-        n.expires_at,
-        n.idempotency_key,
-        n.template_id,
-        None if n.template_variables is None else json.dumps(n.template_variables),
-        json.dumps(n.metadata),
-        n.max_retries,
-        n.correlation_id,
-        n.created_at,
-        n.updated_at,
-        n.request_hash,
-        n.trace_context,
-        n.created_at if n.status is Status.PENDING else None,
-    )
+    enqueued_at = n.created_at if n.status is Status.PENDING else None
+    return (*(c.to_db(getattr(n, c.name)) for c in TABLE if c.inserted), enqueued_at)
 
 
 # Notifications and the dispatch records of the pending ones, in one statement (one round trip, atomic):
-# a column array each ($1..$22). ``{conflict}`` is empty (a duplicate idempotency key fails the statement) or
+# a column array each. ``{conflict}`` is empty (a duplicate idempotency key fails the statement) or
 # skips the duplicates; the ids inserted are returned either way.
 _INSERT_NEW = """
 WITH new AS (
@@ -134,11 +120,9 @@ WITH new AS (
 )
 SELECT id FROM new
 """.format(
-    columns=", ".join(name for name, _ in _NEW_COLUMNS),
-    selected=", ".join(f"u.{name}::jsonb" if kind == "jsonb" else f"u.{name}" for name, kind in _NEW_COLUMNS),
-    arrays=", ".join(
-        f"${i}::{'text' if kind == 'jsonb' else kind}[]" for i, (_, kind) in enumerate(_NEW_COLUMNS, 1)
-    ),
+    columns=", ".join(name for name, _ in _NEW),
+    selected=", ".join(f"u.{name}::jsonb" if kind == "jsonb" else f"u.{name}" for name, kind in _NEW),
+    arrays=", ".join(f"${i}::{'text' if kind == 'jsonb' else kind}[]" for i, (_, kind) in enumerate(_NEW, 1)),
     conflict="{conflict}",
 )
 INSERT_ALL = _INSERT_NEW.format(conflict="")
@@ -148,7 +132,7 @@ INSERT_UNLESS_TAKEN = _INSERT_NEW.format(
 
 
 def columns_of(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
-    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in _NEW_COLUMNS]
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in _NEW]
 
 
 # Moves the rows selected by the CTE ``picked`` (locked, SKIP LOCKED) to pending and writes one dispatch

@@ -1,6 +1,8 @@
 """``Sweeps`` on PostgreSQL: release what is due and recover what was lost, ``FOR UPDATE SKIP LOCKED`` so any
 number of workers sweep at once."""
 
+from __future__ import annotations
+
 from collections.abc import Sequence
 from datetime import datetime
 
