@@ -5,17 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
 
 from notify.adapters.http.auth import (
     API_KEY,
     tenant_of,
 )
-from notify.adapters.http.errors import error_response, from_pydantic
+from notify.adapters.http.errors import error_response
+from notify.adapters.http.inputs import json_body, optional_body, query_params
 from notify.adapters.http.jsonio import json_response
 from notify.adapters.http.schemas import (
     BatchIn,
@@ -46,8 +46,6 @@ from notify.domain.validation import MAX_IDEMPOTENCY_KEY_CHARS
 
 log = logging.getLogger(__name__)
 
-M = TypeVar("M", bound=BaseModel)
-
 
 def _page_json(page: Page) -> dict[str, Any]:
     return {
@@ -66,22 +64,8 @@ def _notification_id(request: web.Request) -> UUID:
         ) from None
 
 
-async def _json_body(request: web.Request) -> bytes:
-    body = await request.read()  # raises 413 past client_max_size
-    if not body:
-        raise ValidationFailed(
-            "The request body is empty; a JSON object is expected.",
-            [FieldError("body", "is required", "required")],
-        )
-    return body
-
-
 async def create_notification(request: web.Request) -> web.Response:
-    body = await _json_body(request)
-    try:
-        payload = NotificationIn.model_validate_json(body)
-    except ValidationError as exc:
-        raise from_pydantic(exc) from None
+    payload = await json_body(request, NotificationIn)
     accepted = await services(request).notifications.accept(
         tenant_of(request), payload.to_new(request.headers.get("Idempotency-Key")), request[CORRELATION]
     )
@@ -95,11 +79,7 @@ async def create_notification(request: web.Request) -> web.Response:
 
 
 async def create_batch(request: web.Request) -> web.Response:
-    body = await _json_body(request)
-    try:
-        payload = BatchIn.model_validate_json(body)
-    except ValidationError as exc:
-        raise from_pydantic(exc) from None
+    payload = await json_body(request, BatchIn)
     key = request.headers.get("Idempotency-Key")
     if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_CHARS:
         raise ValidationFailed.for_fields(
@@ -139,7 +119,7 @@ async def get_batch(request: web.Request) -> web.Response:
 
 async def list_batch_notifications(request: web.Request) -> web.Response:
     batch, _ = await services(request).notifications.batch(tenant_of(request), _batch_id(request))
-    params = _query_params(request, BatchPageParams)
+    params = query_params(request, BatchPageParams)
     page = await services(request).notifications.list(
         ListQuery(
             tenant_id=tenant_of(request),
@@ -158,7 +138,7 @@ async def get_notification(request: web.Request) -> web.Response:
 
 
 async def list_notifications(request: web.Request) -> web.Response:
-    params = _query_params(request, ListParams)
+    params = query_params(request, ListParams)
     if params.date_from and params.date_to and params.date_from > params.date_to:
         raise ValidationFailed.for_fields(
             [FieldError("date_to", "must not be before date_from", "invalid_range")]
@@ -195,29 +175,8 @@ async def replay_notification(request: web.Request) -> web.Response:
     return json_response(notification_json(notification))
 
 
-def _query_params(request: web.Request, model: type[M]) -> M:
-    repeated = sorted({k for k in request.query if len(request.query.getall(k)) > 1})
-    if repeated:
-        raise ValidationFailed.for_fields(
-            [FieldError(k, "must be given at most once", "repeated") for k in repeated]
-        )
-    try:
-        return model.model_validate(dict(request.query))
-    except ValidationError as exc:
-        raise from_pydantic(exc) from None
-
-
-async def _optional_body(request: web.Request, model: type[M]) -> M:
-    """A JSON body that may be absent (then every field takes its default)."""
-    body = await request.read()
-    try:
-        return model.model_validate_json(body) if body.strip() else model.model_validate({})
-    except ValidationError as exc:
-        raise from_pydantic(exc) from None
-
-
 async def list_dead_letters(request: web.Request) -> web.Response:
-    params = _query_params(request, DeadLetterParams)
+    params = query_params(request, DeadLetterParams)
     page = await services(request).operations.dead_letters(
         DeadLetterQuery(
             tenant_id=tenant_of(request),
@@ -234,7 +193,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
 
 
 async def replay_dead_letters(request: web.Request) -> web.Response:
-    body = await _optional_body(request, DeadLetterReplayIn)
+    body = await optional_body(request, DeadLetterReplayIn)
     query = DeadLetterQuery(
         tenant_id=tenant_of(request),
         channel=body.channel,
@@ -274,7 +233,7 @@ def _delivery_json(state: DeliveryState) -> dict[str, Any]:
 
 
 async def get_delivery(request: web.Request) -> web.Response:
-    params = _query_params(request, DeliveryParams)
+    params = query_params(request, DeliveryParams)
     key = request[API_KEY]
     tenant = params.tenant_id or key.tenant_id
     if tenant != key.tenant_id and not key.is_admin:
@@ -283,7 +242,7 @@ async def get_delivery(request: web.Request) -> web.Response:
 
 
 async def _set_paused(request: web.Request, paused: bool) -> web.Response:
-    body = await _optional_body(request, ChannelScopeIn)
+    body = await optional_body(request, ChannelScopeIn)
     state = await services(request).operations.set_paused(
         request[API_KEY], paused, body.channel, scope=body.scope, tenant_id=body.tenant_id
     )
@@ -299,7 +258,7 @@ async def resume_delivery(request: web.Request) -> web.Response:
 
 
 async def get_metrics(request: web.Request) -> web.Response:
-    params = _query_params(request, MetricsParams)
+    params = query_params(request, MetricsParams)
     metrics = await request.app[STATS].metrics(tenant_of(request), params.window_s)
     return json_response(metrics_json(metrics))
 

@@ -10,10 +10,10 @@ from typing import Any
 from uuid import UUID
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from notify.adapters.http.auth import tenant_of
-from notify.adapters.http.errors import from_pydantic
+from notify.adapters.http.inputs import json_body, query_params
 from notify.adapters.http.jsonio import json_response
 from notify.adapters.http.schemas import Cursor, decode_cursor, encode_cursor, rfc3339
 from notify.adapters.http.state import TEMPLATES
@@ -64,37 +64,12 @@ def _template_id(request: web.Request) -> UUID:
         ) from None
 
 
-async def _template_in(request: web.Request) -> TemplateIn:
-    body = await request.read()  # raises 413 past the application's client_max_size
-    if not body.strip():
-        raise ValidationFailed(
-            "The request body is empty; a JSON object is expected.",
-            [FieldError("body", "is required", "required")],
-        )
-    try:
-        return TemplateIn.model_validate_json(body)
-    except ValidationError as exc:
-        raise from_pydantic(exc) from None
-
-
-def _list_params(request: web.Request) -> TemplateListParams:
-    repeated = sorted({k for k in request.query if len(request.query.getall(k)) > 1})
-    if repeated:
-        raise ValidationFailed.for_fields(
-            [FieldError(k, "must be given at most once", "repeated") for k in repeated]
-        )
-    try:
-        return TemplateListParams.model_validate(dict(request.query))
-    except ValidationError as exc:
-        raise from_pydantic(exc) from None
-
-
 def _service(request: web.Request) -> TemplateService:
     return request.config_dict[TEMPLATES]
 
 
 async def create_template(request: web.Request) -> web.Response:
-    payload = await _template_in(request)
+    payload = await json_body(request, TemplateIn)
     template = await _service(request).create(
         tenant_of(request), payload.name, payload.channel, payload.body, payload.subject
     )
@@ -104,7 +79,7 @@ async def create_template(request: web.Request) -> web.Response:
 
 
 async def list_templates(request: web.Request) -> web.Response:
-    params = _list_params(request)
+    params = query_params(request, TemplateListParams)
     after_id = decode_cursor(params.cursor) if params.cursor else None
     items, next_after = await _service(request).search(tenant_of(request), after_id, params.page_size)
     return json_response(
@@ -122,7 +97,7 @@ async def get_template(request: web.Request) -> web.Response:
 
 async def replace_template(request: web.Request) -> web.Response:
     template_id = _template_id(request)
-    payload = await _template_in(request)
+    payload = await json_body(request, TemplateIn)
     template = await _service(request).update(
         tenant_of(request), template_id, payload.name, payload.channel, payload.body, payload.subject
     )
