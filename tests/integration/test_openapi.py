@@ -24,7 +24,8 @@ from pydantic import BaseModel
 import notify
 from notify.adapters.http import openapi
 from notify.adapters.http.app import create_app
-from notify.adapters.http.errors import error_response
+from notify.adapters.http.contract import ERROR_RESPONSES
+from notify.adapters.http.errors import ERROR_STATUS, error_middleware, error_response
 from notify.adapters.http.handlers import _delivery_json, _page_json
 from notify.adapters.http.routes import ROUTES
 from notify.adapters.http.schemas import (
@@ -47,6 +48,18 @@ from notify.app.operations import DeliveryState
 from notify.app.stats import ChannelMetrics, Metrics
 from notify.bootstrap import build_api_app
 from notify.domain.delivery import AttemptOutcome, AttemptRecord
+from notify.domain.errors import (
+    FieldError,
+    Forbidden,
+    IllegalTransition,
+    NotFound,
+    NotifyError,
+    Overloaded,
+    PermanentProviderError,
+    RateLimited,
+    Unauthorized,
+    ValidationFailed,
+)
 from notify.domain.model import Batch, Channel, Notification, Priority, Status
 from notify.domain.pauses import PauseState
 from notify.domain.queries import Page
@@ -445,3 +458,36 @@ async def test_docs_routes_stay_outside_the_api_prefix(
     docs = {r.resource.canonical for r in docs_client.app.router.routes() if r.resource is not None}
     docs = {p for p in docs if p.startswith("/docs") or p == "/openapi.json"}
     assert docs and not any(p.startswith("/api/") for p in docs)
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "header"),
+    [
+        (ValidationFailed.for_fields([FieldError("recipient", "is wrong", "invalid")]), 400, None),
+        (Unauthorized("no key"), 401, "WWW-Authenticate"),
+        (Forbidden("not yours"), 403, None),
+        (NotFound("nothing"), 404, None),
+        (IllegalTransition("delivered", "cancelled"), 409, None),
+        (RateLimited("slow down", retry_after_s=2.5), 429, "Retry-After"),
+        (Overloaded("busy"), 503, "Retry-After"),
+        (PermanentProviderError("a provider error escaping to the API is a bug"), 500, None),
+    ],
+)
+async def test_each_domain_error_is_answered_with_its_status_in_the_documented_shape(
+    document: dict[str, Any], error: NotifyError, status: int, header: str | None
+) -> None:
+    async def failing(request: web.Request) -> web.Response:
+        raise error
+
+    app = web.Application(middlewares=[error_middleware])
+    app.router.add_get("/fail", failing)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/fail")
+        assert response.status == status
+        body = await response.json()
+    assert_valid(document, "ErrorOut", body)
+    assert status == 500 or status == ERROR_STATUS[next(k for k in ERROR_STATUS if isinstance(error, k))]
+    if header is not None:
+        assert response.headers[header]
+    documented = {e.status for e in ERROR_RESPONSES.values()}
+    assert status == 500 or status in documented  # every status the table answers is a documented answer

@@ -10,7 +10,17 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel
 
+from notify.adapters.http.errors import ERROR_STATUS
 from notify.adapters.http.examples import NOTIFICATION_ID
+from notify.domain.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+    ValidationFailed,
+)
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -98,7 +108,7 @@ class ErrorResponse:
 
 ERROR_RESPONSES: dict[str, ErrorResponse] = {
     "BadRequest": ErrorResponse(
-        400,
+        ERROR_STATUS[ValidationFailed],
         "The input is invalid: each failing field is named in `details`. Malformed JSON is a 400 as well.",
         {
             "invalid field": error_example(
@@ -118,18 +128,18 @@ ERROR_RESPONSES: dict[str, ErrorResponse] = {
         },
     ),
     "Unauthorized": ErrorResponse(
-        401,
+        ERROR_STATUS[Unauthorized],
         "No API key, or an unknown or revoked one.",
         {"no key": error_example("unauthorized", "Send your API key as 'Authorization: Bearer <key>'.")},
         ("WWW-Authenticate",),
     ),
     "NotFound": ErrorResponse(
-        404,
+        ERROR_STATUS[NotFound],
         "No such object for this API key's tenant.",
         {"not found": error_example("not_found", f"Notification {NOTIFICATION_ID} was not found.")},
     ),
     "Conflict": ErrorResponse(
-        409,
+        ERROR_STATUS[Conflict],
         "The request contradicts the current state: an idempotency key reused with another payload, or a "
         "status change the notification's status does not allow.",
         {
@@ -151,7 +161,7 @@ ERROR_RESPONSES: dict[str, ErrorResponse] = {
         },
     ),
     "TooManyRequests": ErrorResponse(
-        429,
+        ERROR_STATUS[RateLimited],
         "The API key is over its request rate: retry after `Retry-After` seconds.",
         {
             "rate limited": error_example(
@@ -161,7 +171,7 @@ ERROR_RESPONSES: dict[str, ErrorResponse] = {
         ("Retry-After",),
     ),
     "Forbidden": ErrorResponse(
-        403,
+        ERROR_STATUS[Forbidden],
         "The API key may not do this: acting beyond its tenant (the global delivery switch, another tenant) "
         "needs an admin key (`notify keys create --admin`).",
         {
@@ -171,7 +181,7 @@ ERROR_RESPONSES: dict[str, ErrorResponse] = {
         },
     ),
     "Unavailable": ErrorResponse(
-        503,
+        ERROR_STATUS[Unavailable],
         "A dependency is unavailable or the service is shedding load: retry after `Retry-After` seconds.",
         {"unavailable": error_example("unavailable", "The service is unavailable; try again shortly.")},
         ("Retry-After",),

@@ -31,6 +31,22 @@ from notify.domain.errors import (
 
 log = logging.getLogger(__name__)
 
+# The status each domain error is answered with: the one table the middleware below and the documented error
+# answers (``contract.ERROR_RESPONSES``) read. A NotifyError not in it is a bug: a 500.
+ERROR_STATUS: dict[type[NotifyError], int] = {
+    ValidationFailed: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    RateLimited: 429,
+    Unavailable: 503,
+}
+
+
+def status_of(exc: NotifyError) -> int | None:
+    return next((status for kind, status in ERROR_STATUS.items() if isinstance(exc, kind)), None)
+
 
 def error_response(
     status: int,
@@ -104,30 +120,25 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
         return response
     except web.HTTPException as exc:
         return _http_exception_response(exc)
-    except ValidationFailed as exc:
-        return error_response(400, exc.code, exc.message, [d.as_dict() for d in exc.details])
-    except NotFound as exc:
-        return error_response(404, exc.code, exc.message)
-    except Conflict as exc:
-        return error_response(409, exc.code, exc.message, [d.as_dict() for d in exc.details])
-    except Unauthorized as exc:
-        return error_response(401, exc.code, exc.message, headers={"WWW-Authenticate": "Bearer"})
-    except Forbidden as exc:
-        return error_response(403, exc.code, exc.message)
-    except RateLimited as exc:
-        return error_response(
-            429, exc.code, exc.message, headers={"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
-        )
-    except Unavailable as exc:
-        return _unavailable(exc.code, exc.message, exc.retry_after_s)
+    except NotifyError as exc:
+        status = status_of(exc)
+        if status is None:
+            log.exception("unmapped notify error")
+            return error_response(500, "internal_error", "Something went wrong on our side.")
+        if isinstance(exc, Unavailable):
+            return _unavailable(exc.code, exc.message, exc.retry_after_s)
+        headers: dict[str, str] = {}
+        if isinstance(exc, Unauthorized):
+            headers["WWW-Authenticate"] = "Bearer"
+        if isinstance(exc, RateLimited):
+            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+        details = exc.details if isinstance(exc, ValidationFailed | Conflict) else ()
+        return error_response(status, exc.code, exc.message, [d.as_dict() for d in details], headers)
     except TimeoutError:
         # The request's deadline (deadline_middleware) ran out: a dependency is slow or locked.
         return _unavailable(
             "timeout", "The request did not finish in time; the service is busy. Try again shortly.", 1.0
         )
-    except NotifyError:
-        log.exception("unmapped notify error")
-        return error_response(500, "internal_error", "Something went wrong on our side.")
     except Exception as exc:
         if isinstance(exc, request.app.get(UNAVAILABLE_ERRORS, ())):
             log.warning("a dependency is unavailable", extra={"path": request.path, "error": repr(exc)})
