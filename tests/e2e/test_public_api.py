@@ -36,6 +36,10 @@ async def test_api_key_is_required_and_tenants_are_isolated(stack: Stack) -> Non
             assert r.status == 404
         async with other.patch(f"{base}/{mine['id']}/cancel") as r:
             assert r.status == 404
+        async with other.get(f"{base}/{mine['id']}/attempts") as r:
+            assert r.status == 404
+        async with other.post(f"{base}/{mine['id']}/replay") as r:
+            assert r.status == 404
         async with other.get(base) as r:
             assert (await r.json())["data"] == []
         async with other.post(base, json=SMS) as r:
@@ -199,6 +203,11 @@ async def test_batch_all_or_nothing_then_delivered_with_live_counts(stack: Stack
     assert len(page["data"]) == 100 and page["next_cursor"]
     async with stack.http.get(f"{stack.api_url}/api/v1/batches/00000000-0000-7000-8000-000000000000") as r:
         assert r.status == 404
+    other_key = await create_api_key(stack.database_url, name="other", tenant_id="tenant-b")
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {other_key}"}) as other:
+        for path in (f"/api/v1/batches/{batch_id}", f"/api/v1/batches/{batch_id}/notifications"):
+            async with other.get(f"{stack.api_url}{path}") as r:
+                assert r.status == 404, path  # another tenant's batch does not exist for this key
 
 
 async def test_templates_render_into_notifications_and_stay_fixed_once_accepted(stack: Stack) -> None:
