@@ -29,8 +29,6 @@ import contextlib
 import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +40,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+from _stack import Process, wait_ok  # scripts/ is on the path when run as scripts/chaos
 
 from notify.adapters.postgres.migrate import apply_migrations, ensure_database
 from notify.devtools.devstack import create_api_key
@@ -51,56 +50,12 @@ TERMINAL = {"delivered", "failed", "cancelled", "expired"}
 
 
 @dataclass
-class Process:
-    name: str
-    args: list[str]
-    env: dict[str, str]
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "notify", *self.args],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-@dataclass
 class Tally:
     accepted: set[str] = field(default_factory=set)
     cancelled: set[str] = field(default_factory=set)  # cancelled with a 200
     refused: Counter[int] = field(default_factory=Counter)  # answers that were not 2xx, by status
     unanswered: int = 0  # connection errors (retried with the same key)
     faults: Counter[str] = field(default_factory=Counter)
-
-
-async def wait_ok(url: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(aiohttp.ClientError, OSError):
-                async with http.get(url) as r:
-                    if r.status == 200:
-                        return
-            await asyncio.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer 200 within {timeout_s}s")
 
 
 class Chaos:
