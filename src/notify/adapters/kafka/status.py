@@ -3,6 +3,13 @@
 Every process must see every event, so there is no consumer group to share the work: the consumer is
 assigned all partitions of the topic and starts at their end (only what happens from now on is live), and it
 commits nothing. This also spares the group join (on Tansu it takes half a session timeout).
+
+A broker that lost its data (Tansu is memory-only; a Kafka topic deleted and made again) leaves the reader's
+position past the end of the new, shorter log. Kafka answers such a fetch with an out-of-range error and
+the consumer resets to the earliest record; Tansu answers it with nothing, forever (until the new log grows
+past the old position, and then everything before it is skipped). So the reader also compares its position
+with the log's end every few seconds and, if it is past it, reads the new log from its start: every record
+there was published after the loss, so none of them has been seen.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -46,15 +54,24 @@ def decode_event(value: bytes | None) -> StatusEvent | None:
 
 
 class StatusTopicReader:
-    def __init__(self, make_consumer: Callable[[], AIOKafkaConsumer], topic: str, hub: StatusHub) -> None:
+    def __init__(
+        self,
+        make_consumer: Callable[[], AIOKafkaConsumer],
+        topic: str,
+        hub: StatusHub,
+        *,
+        lost_log_check_s: float = 2.0,
+    ) -> None:
         """``make_consumer``: a new, unstarted consumer (from :func:`make_status_consumer`); the reader starts
-        it, and makes another after the broker was unreachable at start."""
+        it, and makes another after the broker was unreachable at start. ``lost_log_check_s``: how often the
+        position is compared with the log's end (see the module's docstring)."""
         self._make_consumer = make_consumer
         self._topic = topic
         self._hub = hub
+        self._lost_log_check_s = lost_log_check_s
         self.ready = asyncio.Event()
 
-    async def _assign(self, consumer: AIOKafkaConsumer) -> None:
+    async def _assign(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
         await consumer.topics()  # loads metadata
         partitions = consumer.partitions_for_topic(self._topic) or set()
         if not partitions:
@@ -62,6 +79,19 @@ class StatusTopicReader:
         assigned = [TopicPartition(self._topic, p) for p in sorted(partitions)]
         consumer.assign(assigned)
         await consumer.seek_to_end(*assigned)
+        return assigned
+
+    async def _rewind_past_the_end(self, consumer: AIOKafkaConsumer, assigned: list[TopicPartition]) -> None:
+        ends = await consumer.end_offsets(assigned)
+        for partition in assigned:
+            position = await consumer.position(partition)
+            if position > ends[partition]:
+                log.warning(
+                    "the status topic is shorter than what was read: the broker lost its data; "
+                    "reading the new log from its start",
+                    extra={"partition": partition.partition, "position": position, "end": ends[partition]},
+                )
+                await consumer.seek_to_beginning(partition)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Relay until ``stop``; a broker outage is logged and the reader starts again at the live end."""
@@ -91,9 +121,13 @@ class StatusTopicReader:
                 await consumer.stop()
 
     async def _relay(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
-        await self._assign(consumer)
+        assigned = await self._assign(consumer)
         self.ready.set()
+        next_check = time.monotonic() + self._lost_log_check_s
         while not stop.is_set():
+            if time.monotonic() >= next_check:
+                await self._rewind_past_the_end(consumer, assigned)
+                next_check = time.monotonic() + self._lost_log_check_s
             batches = await consumer.getmany(timeout_ms=200, max_records=1000)
             for records in batches.values():
                 for record in records:
@@ -110,6 +144,6 @@ def make_status_consumer(bootstrap_servers: str, *, fetch_max_wait_ms: int) -> A
         bootstrap_servers=bootstrap_servers,
         group_id=None,
         enable_auto_commit=False,
-        auto_offset_reset="latest",
+        auto_offset_reset="earliest",  # a lost position only (see above): the start seeks to the end itself
         fetch_max_wait_ms=fetch_max_wait_ms,
     )
