@@ -1,4 +1,4 @@
-"""The OpenAPI document against the real router, the real validator and the handlers' own JSON builders; and
+"""The OpenAPI document against the real router, the real validator and the answers as they are sent; and
 Swagger UI served from packaged assets only.
 
 The API's cleanup context (database, Kafka) never runs here: the document needs the router, not the services.
@@ -24,26 +24,22 @@ from pydantic import BaseModel
 import notify
 from notify.adapters.http import openapi
 from notify.adapters.http.app import create_app
-from notify.adapters.http.contract import ERROR_RESPONSES
+from notify.adapters.http.contract import ERROR_RESPONSES, Reply
 from notify.adapters.http.errors import ERROR_STATUS, error_middleware, error_response
-from notify.adapters.http.handlers import _delivery_json, _page_json
-from notify.adapters.http.routes import ROUTES
-from notify.adapters.http.schemas import (
-    BatchIn,
-    BatchPageParams,
-    ChannelScopeIn,
-    DeadLetterParams,
-    DeadLetterReplayIn,
-    DeliveryParams,
-    ListParams,
-    MetricsParams,
-    NotificationIn,
-    attempt_json,
-    batch_json,
-    metrics_json,
-    notification_json,
+from notify.adapters.http.responses import (
+    AttemptListOut,
+    BatchCreatedOut,
+    BatchOut,
+    BatchSummaryOut,
+    DeliveryStateOut,
+    MetricsOut,
+    NotificationOut,
+    PageOut,
+    TemplateOut,
+    TemplatePageOut,
 )
-from notify.adapters.http.templates import TemplateIn, TemplateListParams, template_json
+from notify.adapters.http.routes import ROUTES
+from notify.adapters.http.serve import send
 from notify.app.operations import DeliveryState
 from notify.app.stats import ChannelMetrics, Metrics
 from notify.bootstrap import build_api_app
@@ -68,24 +64,12 @@ from notify.settings import load_settings
 
 REF = "#/components/schemas/{model}"
 
-# What each handler validates its body and query with: written out here, apart from the table in routes.py,
-# so a wrong entry there cannot agree with itself.
+# What serve.py reads each route's body and query with: the route table's own entries.
 BODIES: dict[tuple[str, str], type[BaseModel]] = {
-    ("post", "/api/v1/notifications"): NotificationIn,
-    ("post", "/api/v1/notifications/batch"): BatchIn,
-    ("post", "/api/v1/dead-letters/replay"): DeadLetterReplayIn,
-    ("post", "/api/v1/delivery/pause"): ChannelScopeIn,
-    ("post", "/api/v1/delivery/resume"): ChannelScopeIn,
-    ("post", "/api/v1/templates"): TemplateIn,
-    ("put", "/api/v1/templates/{id}"): TemplateIn,
+    (r.method.lower(), r.path): r.operation.body.model for r in ROUTES if r.operation.body is not None
 }
 QUERIES: dict[tuple[str, str], type[BaseModel]] = {
-    ("get", "/api/v1/notifications"): ListParams,
-    ("get", "/api/v1/batches/{id}/notifications"): BatchPageParams,
-    ("get", "/api/v1/dead-letters"): DeadLetterParams,
-    ("get", "/api/v1/templates"): TemplateListParams,
-    ("get", "/api/v1/metrics"): MetricsParams,
-    ("get", "/api/v1/delivery"): DeliveryParams,
+    (r.method.lower(), r.path): r.operation.query for r in ROUTES if r.operation.query is not None
 }
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
@@ -218,10 +202,13 @@ def test_documented_errors_follow_what_each_route_can_answer(document: dict[str,
     assert any(e["value"]["details"][0]["code"] == "invalid_json" for e in bad_request.values())
 
 
-def test_request_bodies_and_queries_are_generated_from_the_handlers_models(document: dict[str, Any]) -> None:
+def test_request_bodies_and_queries_are_generated_from_the_route_tables_models(
+    document: dict[str, Any],
+) -> None:
     schemas = document["components"]["schemas"]
     bodies = {(m, p): op["requestBody"] for m, p, op in operations(document) if "requestBody" in op}
     assert set(bodies) == set(BODIES)
+    assert len(BODIES) == 7 and len(QUERIES) == 6  # every body and query the API reads is in the table
     for key, model in BODIES.items():
         media = bodies[key]["content"]["application/json"]
         assert media["schema"] == {"$ref": f"#/components/schemas/{model.__name__}"}, key
@@ -280,7 +267,15 @@ def test_every_example_matches_its_schema(document: dict[str, Any]) -> None:
     assert checked > 30
 
 
-# --- the response models against the handlers' JSON ---------------------------------------------------------
+# --- the answers as sent against the document ---------------------------------------------------------------
+
+
+def sent(answer: BaseModel) -> Any:
+    """``answer`` as the API sends it (serve.send), parsed back."""
+    response = send(Reply(answer))
+    assert isinstance(response.body, bytes)
+    return json.loads(response.body)
+
 
 NOW = datetime(2025, 1, 15, 10, 30, tzinfo=UTC)
 
@@ -300,7 +295,7 @@ def a_notification(channel: Channel, **fields: Any) -> Notification:
     return Notification(**(base | fields))
 
 
-def test_response_models_match_what_the_handlers_send(document: dict[str, Any]) -> None:
+def test_answers_as_sent_match_the_document(document: dict[str, Any]) -> None:
     minimal = a_notification(Channel.PUSH, recipient="tok")
     full = a_notification(
         Channel.SMS,
@@ -324,22 +319,20 @@ def test_response_models_match_what_the_handlers_send(document: dict[str, Any]) 
     )
     email = a_notification(Channel.EMAIL, recipient="ada@example.com", subject="Hi")
     for n in (minimal, full, email):
-        assert_valid(document, "NotificationOut", notification_json(n))
-    assert_valid(document, "PageOut", _page_json(Page([minimal, full], full.id)))
-    assert_valid(document, "PageOut", _page_json(Page([], None)))
+        assert_valid(document, "NotificationOut", sent(NotificationOut.of(n)))
+    assert_valid(document, "PageOut", sent(PageOut.of(Page([minimal, full], full.id))))
+    assert_valid(document, "PageOut", sent(PageOut.of(Page([], None))))
 
     batch = Batch(id=UUID("01943a6e-5b1c-7a00-8b11-223344556677"), tenant_id="t", total=2, created_at=NOW)
-    assert_valid(document, "BatchSummaryOut", batch_json(batch))
-    assert_valid(document, "BatchOut", batch_json(batch, {Status.DELIVERED: 2}))
+    assert_valid(document, "BatchSummaryOut", sent(BatchSummaryOut.of(batch)))
+    assert_valid(document, "BatchOut", sent(BatchOut.counted(batch, {Status.DELIVERED: 2})))
     every = {s: i + 1 for i, s in enumerate(Status)}  # a different count for each status
-    full_batch = batch_json(replace(batch, total=sum(every.values())), every)
+    full_batch = sent(BatchOut.counted(replace(batch, total=sum(every.values())), every))
     assert_valid(document, "BatchOut", full_batch)
     seed = ("pending_count", "delivered_count", "failed_count", "cancelled_count")
     assert sum(full_batch[k] for k in seed) == full_batch["total_count"] == full_batch["total"]
     assert full_batch["failed_count"] == every[Status.FAILED] + every[Status.EXPIRED]
-    assert_valid(
-        document, "BatchCreatedOut", {"batch": batch_json(batch), "notifications": [notification_json(full)]}
-    )
+    assert_valid(document, "BatchCreatedOut", sent(BatchCreatedOut.of(batch, [full])))
 
     for outcome, status, message in [
         (AttemptOutcome.DELIVERED, 200, None),
@@ -348,7 +341,7 @@ def test_response_models_match_what_the_handlers_send(document: dict[str, Any]) 
         record = AttemptRecord(
             1, "primary", NOW, NOW + timedelta(milliseconds=12.3456), outcome, status, message
         )
-        assert_valid(document, "AttemptListOut", {"data": [attempt_json(record)]})
+        assert_valid(document, "AttemptListOut", sent(AttemptListOut.of([record])))
 
     nothing = PauseState("*", False, frozenset())
     for state in (
@@ -357,17 +350,17 @@ def test_response_models_match_what_the_handlers_send(document: dict[str, Any]) 
             "acme", PauseState("*", True, frozenset()), PauseState("acme", False, frozenset({Channel.SMS}))
         ),
     ):
-        assert_valid(document, "DeliveryStateOut", _delivery_json(state))
+        assert_valid(document, "DeliveryStateOut", sent(DeliveryStateOut.of(state)))
 
     template = Template(UUID(int=1), "t", "welcome", Channel.EMAIL, "Hi {{ name }}", None, NOW, NOW)
-    assert_valid(document, "TemplateOut", template_json(template))
-    assert_valid(document, "TemplatePageOut", {"data": [template_json(template)], "next_cursor": None})
+    assert_valid(document, "TemplateOut", sent(TemplateOut.of(template)))
+    assert_valid(document, "TemplatePageOut", sent(TemplatePageOut.of([template], None)))
 
     busy = ChannelMetrics(12, 1, 183.25, 512.5, 12 / 13, 4)
     idle = ChannelMetrics(0, 0, None, None, None, 0)
     failing = ChannelMetrics(0, 2, None, None, 0.0, 9)
     metrics = Metrics(3600, NOW, {Channel.SMS: busy, Channel.EMAIL: idle, Channel.PUSH: failing})
-    assert_valid(document, "MetricsOut", metrics_json(metrics))
+    assert_valid(document, "MetricsOut", sent(MetricsOut.of(metrics)))
 
     error = error_response(
         400, "validation_error", "Invalid input: x.", [{"field": "x", "message": "m", "code": "c"}]
@@ -377,7 +370,7 @@ def test_response_models_match_what_the_handlers_send(document: dict[str, Any]) 
 
 
 def test_response_models_reject_what_the_handlers_never_send(document: dict[str, Any]) -> None:
-    body = notification_json(a_notification(Channel.PUSH, recipient="tok"))
+    body = sent(NotificationOut.of(a_notification(Channel.PUSH, recipient="tok")))
     for broken in ({**body, "surprise": 1}, {k: v for k, v in body.items() if k != "batch_id"}):
         validator = schema_validator(document, {"$ref": "#/components/schemas/NotificationOut"})
         assert list(validator.iter_errors(broken)), broken

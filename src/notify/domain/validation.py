@@ -6,7 +6,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
@@ -150,12 +150,13 @@ _GSM7_EXTENDED = set("^{}\\[~]|€\f")
 
 @dataclass(frozen=True, slots=True)
 class SmsSegments:
-    encoding: str  # "GSM-7" or "UCS-2"
+    encoding: Literal["GSM-7", "UCS-2"]
     segments: int
 
 
 def sms_segments(text: str) -> SmsSegments:
     """How many SMS parts ``text`` needs: GSM-7 if every character fits its alphabet, else UCS-2."""
+    encoding: Literal["GSM-7", "UCS-2"]
     if all(ch in _GSM7_BASIC or ch in _GSM7_EXTENDED for ch in text):
         septets = sum(2 if ch in _GSM7_EXTENDED else 1 for ch in text)
         single, multi, encoding = 160, 153, "GSM-7"

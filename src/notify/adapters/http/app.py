@@ -13,6 +13,7 @@ from notify.adapters.http.handlers import health, readiness_response
 from notify.adapters.http.middleware import auth_middleware, correlation_middleware, input_guard_middleware
 from notify.adapters.http.openapi import add_docs_routes
 from notify.adapters.http.routes import ROUTES
+from notify.adapters.http.serve import send, serve
 from notify.adapters.http.state import LIVE, MAX_BODY_BYTES, ReadinessCheck
 from notify.adapters.telemetry.metrics import http_metrics_middleware, metrics_handler
 from notify.adapters.telemetry.tracing import server_span_middleware
@@ -21,9 +22,9 @@ from notify.adapters.telemetry.tracing import server_span_middleware
 def add_routes(app: web.Application, routes: Iterable[Route]) -> None:
     for route in routes:
         if route.method == "GET":  # with HEAD, as aiohttp's add_get does
-            app.router.add_get(route.router_path, route.handler)
+            app.router.add_get(route.router_path, serve(route))
         else:
-            app.router.add_route(route.method, route.router_path, route.handler)
+            app.router.add_route(route.method, route.router_path, serve(route))
 
 
 async def _close_websockets(app: web.Application) -> None:
@@ -34,11 +35,15 @@ async def _close_websockets(app: web.Application) -> None:
 def create_worker_app(readiness: Mapping[str, ReadinessCheck]) -> web.Application:
     """The worker's own small HTTP port: liveness, readiness and Prometheus metrics."""
 
+    async def worker_health(request: web.Request) -> web.Response:
+        return send(await health(request))
+
     async def worker_ready(request: web.Request) -> web.Response:
-        return await readiness_response(readiness)
+        answer = await readiness_response(readiness)
+        return answer if isinstance(answer, web.Response) else send(answer)
 
     app = web.Application(middlewares=[error_middleware])
-    app.router.add_get("/health", health)
+    app.router.add_get("/health", worker_health)
     app.router.add_get("/health/ready", worker_ready)
     app.router.add_get("/metrics", metrics_handler)
     return app

@@ -67,7 +67,20 @@ class Operation:
     open: bool = False  # no API key needed
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a handler answers: a response model (None: no body) with one of its operation's documented
+    statuses and the headers that answer documents. ``serve.py`` checks it against the route entry and
+    serialises it through the model."""
+
+    body: BaseModel | None
+    status: int = 200
+    headers: Mapping[str, str] | None = None
+
+
+# A handler answers with a Reply; a route whose answer is not JSON (the WebSocket, Prometheus text, an error
+# answer of its own) returns the aiohttp response itself.
+Handler = Callable[[web.Request], Awaitable[Reply | web.StreamResponse]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Examples of requests and answers for the OpenAPI document."""
+"""Examples of requests and answers for the OpenAPI document. Answers are built from domain objects by the
+response models the handlers answer with, so an example shows exactly what is sent."""
 
 from __future__ import annotations
 
@@ -7,9 +8,29 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from notify.adapters.http.schemas import batch_json, encode_cursor, notification_json
-from notify.adapters.http.templates import template_json
+from pydantic import BaseModel
+
+from notify.adapters.http.responses import (
+    AttemptListOut,
+    BatchCreatedOut,
+    BatchOut,
+    BatchSummaryOut,
+    DeadLetterReplayOut,
+    DeliveryStateOut,
+    HealthOut,
+    LiveTokenOut,
+    MetricsOut,
+    NotificationOut,
+    PageOut,
+    ReadyOut,
+    TemplateOut,
+)
+from notify.app.operations import DeliveryState
+from notify.app.stats import ChannelMetrics, Metrics
+from notify.domain.delivery import AttemptOutcome, AttemptRecord
 from notify.domain.model import Batch, Channel, Notification, Priority, Status
+from notify.domain.pauses import PauseState
+from notify.domain.queries import Page
 from notify.domain.templates import Template
 
 # --- examples -----------------------------------------------------------------------------------------------
@@ -44,8 +65,12 @@ PUSH_IN: dict[str, Any] = {
     "scheduled_at": "2030-01-01T09:00:00Z",
 }
 
-# Answers are built from domain objects by the very functions the handlers answer with, so an example shows
-# exactly what is sent.
+
+def example(answer: BaseModel) -> Any:
+    """An answer as it is sent (JSON types, aliases)."""
+    return answer.model_dump(mode="json")
+
+
 _AT = datetime(2025, 1, 15, 10, 30, 0, 123456, tzinfo=UTC)
 _SMS = Notification(
     id=UUID(NOTIFICATION_ID),
@@ -67,98 +92,119 @@ _FAILED_AT = datetime(2025, 1, 15, 10, 41, 12, tzinfo=UTC)
 _BATCH = Batch(id=UUID(BATCH_ID), tenant_id="acme", total=2, created_at=_AT, idempotency_key="campaign-42")
 _IN_BATCH = replace(_SMS, batch_id=_BATCH.id, idempotency_key=None, priority=Priority.NORMAL, max_retries=3)
 
-NOTIFICATION = notification_json(_SMS)
-DELIVERED = notification_json(
-    replace(
-        _SMS,
-        status=Status.DELIVERED,
-        attempts=1,
-        provider="primary",
-        provider_message_id="msg-8f14e45f",
-        sent_at=_SENT_AT,
-        updated_at=_SENT_AT,
-    )
+_DELIVERED = replace(
+    _SMS,
+    status=Status.DELIVERED,
+    attempts=1,
+    provider="primary",
+    provider_message_id="msg-8f14e45f",
+    sent_at=_SENT_AT,
+    updated_at=_SENT_AT,
 )
-FAILED = notification_json(
-    replace(
-        _SMS,
-        status=Status.FAILED,
-        attempts=6,
-        provider="primary",
-        error_message="provider refused the message: 400 invalid destination",
-        failed_at=_FAILED_AT,
-        updated_at=_FAILED_AT,
-    )
+_FAILED = replace(
+    _SMS,
+    status=Status.FAILED,
+    attempts=6,
+    provider="primary",
+    error_message="provider refused the message: 400 invalid destination",
+    failed_at=_FAILED_AT,
+    updated_at=_FAILED_AT,
 )
-BATCH_SUMMARY = batch_json(_BATCH)
-IN_BATCH = [
-    notification_json(_IN_BATCH),
-    notification_json(
-        replace(
-            _IN_BATCH,
-            id=UUID("01943a6e-5b1c-7d2e-9f30-4a5b6c7d8ea0"),
-            channel=Channel.EMAIL,
-            recipient="ada@example.com",
-            subject="Welcome",
-            content="Hello Ada, welcome aboard.",
-        )
+_BATCHED = [
+    _IN_BATCH,
+    replace(
+        _IN_BATCH,
+        id=UUID("01943a6e-5b1c-7d2e-9f30-4a5b6c7d8ea0"),
+        channel=Channel.EMAIL,
+        recipient="ada@example.com",
+        subject="Welcome",
+        content="Hello Ada, welcome aboard.",
     ),
 ]
 TEMPLATE_ID = "01943a6e-5b1c-7f00-a123-456789abcdef"
-TEMPLATE = template_json(
-    Template(
-        id=UUID(TEMPLATE_ID),
-        tenant_id="acme",
-        name="welcome",
-        channel=Channel.EMAIL,
-        body="Hello {{ name }}, your account is ready.",
-        subject="Welcome, {{ name }}",
-        created_at=_AT,
-        updated_at=_AT,
+_TEMPLATE = Template(
+    id=UUID(TEMPLATE_ID),
+    tenant_id="acme",
+    name="welcome",
+    channel=Channel.EMAIL,
+    body="Hello {{ name }}, your account is ready.",
+    subject="Welcome, {{ name }}",
+    created_at=_AT,
+    updated_at=_AT,
+)
+
+
+def _channel(sent: int, failed: int, avg: float | None, p95: float | None, queue: int) -> ChannelMetrics:
+    rate = sent / (sent + failed) if sent + failed else None
+    return ChannelMetrics(sent, failed, avg, p95, rate, queue)
+
+
+_NOBODY = PauseState("*", all_channels=False, channels=frozenset())
+
+NOTIFICATION = example(NotificationOut.of(_SMS))
+DELIVERED = example(NotificationOut.of(_DELIVERED))
+FAILED = example(NotificationOut.of(_FAILED))
+BATCH_SUMMARY = example(BatchSummaryOut.of(_BATCH))
+BATCH = example(BatchOut.counted(_BATCH, {Status.DELIVERED: 1, Status.PENDING: 1}))
+BATCH_CREATED = example(BatchCreatedOut.of(_BATCH, _BATCHED))
+PAGE = example(PageOut.of(Page([_DELIVERED], next_after_id=_SMS.id)))
+BATCH_PAGE = example(PageOut.of(Page(_BATCHED[::-1], next_after_id=None)))
+DEAD_LETTERS = example(PageOut.of(Page([_FAILED], next_after_id=None)))
+DEAD_LETTER_REPLAY = example(DeadLetterReplayOut(dry_run=False, matched=1200, replayed=1000, remaining=200))
+_TOKEN = "ntl_3q2-7wEvFy8kY1cI5u0dJm3xq4R0bZlK8sPe1n0aT2g"
+_TOKEN_EXPIRES = datetime(2025, 1, 15, 10, 31, tzinfo=UTC)
+LIVE_TOKEN = example(LiveTokenOut(token=_TOKEN, expires_at=_TOKEN_EXPIRES, url=f"/ws?token={_TOKEN}"))
+HEALTHY = example(HealthOut(status="ok"))
+READY = example(
+    ReadyOut(
+        status="ready",
+        checks={"database": "ok", "accepting": "ok"},
+        also={"kafka": "unavailable: Unavailable", "status_topic": "unavailable: TimeoutError"},
     )
 )
-BATCH_CREATED: dict[str, Any] = {"batch": BATCH_SUMMARY, "notifications": IN_BATCH}
-PAGE = {"data": [DELIVERED], "next_cursor": encode_cursor(UUID(NOTIFICATION_ID))}
-METRICS: dict[str, Any] = {
-    "window_s": 3600,
-    "since": "2025-01-15T09:30:00Z",
-    "channels": {
-        "sms": {
-            "sent": 1180,
-            "failed": 12,
-            "avg_latency_ms": 184.213,
-            "p95_latency_ms": 512.5,
-            "success_rate": 0.9899328859060402,
-            "queue_depth": 3,
-        },
-        "email": {
-            "sent": 40,
-            "failed": 0,
-            "avg_latency_ms": 95.06,
-            "p95_latency_ms": 140.0,
-            "success_rate": 1.0,
-            "queue_depth": 0,
-        },
-        "push": {
-            "sent": 0,
-            "failed": 0,
-            "avg_latency_ms": None,
-            "p95_latency_ms": None,
-            "success_rate": None,
-            "queue_depth": 0,
-        },
-    },
-}
-DELIVERY_STATE = {
-    "tenant_id": "acme",
-    "paused": False,
-    "channels": {"sms": {"paused": True}, "email": {"paused": False}, "push": {"paused": False}},
-    "global": {
-        "paused": False,
-        "channels": {"sms": {"paused": False}, "email": {"paused": False}, "push": {"paused": False}},
-    },
-    "tenant": {
-        "paused": False,
-        "channels": {"sms": {"paused": True}, "email": {"paused": False}, "push": {"paused": False}},
-    },
-}
+TEMPLATE = example(TemplateOut.of(_TEMPLATE))
+ATTEMPTS = example(
+    AttemptListOut.of(
+        [
+            AttemptRecord(
+                attempt=1,
+                provider="primary",
+                started_at=_AT,
+                finished_at=_SENT_AT,
+                outcome=AttemptOutcome.DELIVERED,
+                http_status=202,
+            )
+        ]
+    )
+)
+METRICS = example(
+    MetricsOut.of(
+        Metrics(
+            window_s=3600,
+            since=datetime(2025, 1, 15, 9, 30, tzinfo=UTC),
+            channels={
+                Channel.SMS: _channel(1180, 12, 184.213, 512.5, 3),
+                Channel.EMAIL: _channel(40, 0, 95.06, 140.0, 0),
+                Channel.PUSH: _channel(0, 0, None, None, 0),
+            },
+        )
+    )
+)
+DELIVERY_STATE = example(
+    DeliveryStateOut.of(
+        DeliveryState(
+            tenant_id="acme",
+            everyone=_NOBODY,
+            tenant=PauseState("acme", all_channels=False, channels=frozenset({Channel.SMS})),
+        )
+    )
+)
+RESUMED = example(
+    DeliveryStateOut.of(
+        DeliveryState(
+            tenant_id="acme",
+            everyone=_NOBODY,
+            tenant=PauseState("acme", all_channels=False, channels=frozenset()),
+        )
+    )
+)

@@ -1,25 +1,32 @@
-"""The API's answers as pydantic models, for the OpenAPI document. The handlers build the same shapes with
-``schemas.py``'s functions; ``tests/integration/test_openapi.py`` and the schemathesis run check that they
-agree."""
+"""The API's answers as pydantic models. A handler answers with one of these (built from domain objects by
+its ``of``), the route table documents it, and it is serialised through the model: the documented shape is
+the sent shape. Long (~400 lines) because it is every answer of the API, each with its field descriptions."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from notify.domain.delivery import AttemptOutcome
-from notify.domain.model import Channel, Priority, Status
-
-# --- response models (documentation only; they mirror notification_json, batch_json, ... exactly) -----------
+from notify.adapters.http.schemas import encode_cursor
+from notify.adapters.telemetry.tracing import trace_id_of
+from notify.app.operations import DeliveryState
+from notify.app.stats import ChannelMetrics, Metrics
+from notify.domain.delivery import AttemptOutcome, AttemptRecord
+from notify.domain.model import Batch, Channel, Notification, Priority, Status
+from notify.domain.pauses import PauseState
+from notify.domain.queries import Page
+from notify.domain.templates import Template
+from notify.domain.validation import sms_segments
 
 
 class _Out(BaseModel):
-    # extra="forbid" becomes additionalProperties: false, so a key a handler adds without documenting it
-    # fails the response-schema checks instead of slipping through.
-    model_config = ConfigDict(extra="forbid")
+    # extra="forbid" becomes additionalProperties: false in the document, and a key an answer does not declare
+    # is refused when the answer is built. Aliases (``global``) are what is sent.
+    model_config = ConfigDict(extra="forbid", serialize_by_alias=True)
 
 
 class SmsInfoOut(_Out):
@@ -27,6 +34,13 @@ class SmsInfoOut(_Out):
 
     encoding: Literal["GSM-7", "UCS-2"]
     segments: int = Field(ge=1)
+
+    @classmethod
+    def of(cls, notification: Notification) -> Self | None:
+        if notification.channel is not Channel.SMS:
+            return None
+        parts = sms_segments(notification.content)
+        return cls(encoding=parts.encoding, segments=parts.segments)
 
 
 class NotificationOut(_Out):
@@ -63,12 +77,54 @@ class NotificationOut(_Out):
         "/trace/<trace_id>); null when it was not traced.",
     )
 
+    @classmethod
+    def of(cls, n: Notification) -> Self:
+        return cls(
+            id=n.id,
+            batch_id=n.batch_id,
+            channel=n.channel,
+            recipient=n.recipient,
+            subject=n.subject,
+            content=n.content,
+            priority=n.priority,
+            status=n.status,
+            scheduled_at=n.scheduled_at,
+            expires_at=n.expires_at,
+            idempotency_key=n.idempotency_key,
+            template_id=n.template_id,
+            template_variables=n.template_variables,
+            metadata=n.metadata,
+            attempts=n.attempts,
+            max_retries=n.max_retries,
+            provider=n.provider,
+            provider_message_id=n.provider_message_id,
+            error_message=n.error_message,
+            sent_at=n.sent_at,
+            failed_at=n.failed_at,
+            next_attempt_at=n.next_attempt_at,
+            created_at=n.created_at,
+            updated_at=n.updated_at,
+            sms=SmsInfoOut.of(n),
+            trace_id=trace_id_of(n.trace_context),
+        )
+
+    @classmethod
+    def all(cls, notifications: Iterable[Notification]) -> list[Self]:
+        return [cls.of(n) for n in notifications]
+
 
 class PageOut(_Out):
-    """One page of notifications, oldest first. Pass ``next_cursor`` as ``cursor`` for the next page."""
+    """One page of notifications, newest first. Pass ``next_cursor`` as ``cursor`` for the next page."""
 
     data: list[NotificationOut]
     next_cursor: str | None = Field(description="Null on the last page.")
+
+    @classmethod
+    def of(cls, page: Page) -> Self:
+        return cls(
+            data=NotificationOut.all(page.items),
+            next_cursor=encode_cursor(page.next_after_id) if page.next_after_id else None,
+        )
 
 
 class AttemptOut(_Out):
@@ -87,11 +143,29 @@ class AttemptOut(_Out):
         "It does not use up one of the notification's retries."
     )
 
+    @classmethod
+    def of(cls, a: AttemptRecord) -> Self:
+        return cls(
+            attempt=a.attempt,
+            provider=a.provider,
+            started_at=a.started_at,
+            finished_at=a.finished_at,
+            outcome=a.outcome,
+            http_status=a.http_status,
+            error=a.error,
+            latency_ms=round(a.latency_ms, 3),
+            breaker_trial=a.breaker_trial,
+        )
+
 
 class AttemptListOut(_Out):
     """The delivery attempts of one notification, in order."""
 
     data: list[AttemptOut]
+
+    @classmethod
+    def of(cls, ledger: Iterable[AttemptRecord]) -> Self:
+        return cls(data=[AttemptOut.of(a) for a in ledger])
 
 
 class BatchSummaryOut(_Out):
@@ -101,6 +175,12 @@ class BatchSummaryOut(_Out):
     total: int = Field(ge=0, description="How many notifications the batch holds.")
     idempotency_key: str | None
     created_at: datetime
+
+    @classmethod
+    def of(cls, batch: Batch) -> Self:
+        return cls(
+            id=batch.id, total=batch.total, idempotency_key=batch.idempotency_key, created_at=batch.created_at
+        )
 
 
 class BatchCountsOut(_Out):
@@ -127,12 +207,34 @@ class BatchOut(BatchSummaryOut):
     failed_count: int = Field(ge=0, description="Failed or expired (never sent).")
     cancelled_count: int = Field(ge=0)
 
+    @classmethod
+    def counted(cls, batch: Batch, counts: dict[Status, int]) -> Self:
+        def of(*statuses: Status) -> int:
+            return sum(counts.get(s, 0) for s in statuses)
+
+        return cls(
+            id=batch.id,
+            total=batch.total,
+            idempotency_key=batch.idempotency_key,
+            created_at=batch.created_at,
+            counts=BatchCountsOut(**{s.value: counts.get(s, 0) for s in Status}),
+            total_count=batch.total,
+            pending_count=of(*(s for s in Status if not s.is_terminal)),
+            delivered_count=of(Status.DELIVERED),
+            failed_count=of(Status.FAILED, Status.EXPIRED),
+            cancelled_count=of(Status.CANCELLED),
+        )
+
 
 class BatchCreatedOut(_Out):
     """An accepted batch and its notifications, in request order."""
 
     batch: BatchSummaryOut
     notifications: list[NotificationOut]
+
+    @classmethod
+    def of(cls, batch: Batch, notifications: Sequence[Notification]) -> Self:
+        return cls(batch=BatchSummaryOut.of(batch), notifications=NotificationOut.all(notifications))
 
 
 class DeadLetterReplayOut(_Out):
@@ -153,12 +255,20 @@ class ChannelsPauseOut(_Out):
     email: ChannelPauseOut
     push: ChannelPauseOut
 
+    @classmethod
+    def of(cls, state: PauseState | DeliveryState) -> Self:
+        return cls(**{c.value: ChannelPauseOut(paused=state.is_paused(c)) for c in Channel})
+
 
 class PauseScopeOut(_Out):
     """The pauses one scope holder set: ``paused`` is a pause of every channel."""
 
     paused: bool
     channels: ChannelsPauseOut
+
+    @classmethod
+    def of(cls, state: PauseState) -> Self:
+        return cls(paused=state.all_channels, channels=ChannelsPauseOut.of(state))
 
 
 class DeliveryStateOut(_Out):
@@ -170,6 +280,18 @@ class DeliveryStateOut(_Out):
     channels: ChannelsPauseOut
     global_: PauseScopeOut = Field(alias="global", description="The global switch: every tenant.")
     tenant: PauseScopeOut = Field(description="The tenant's own pauses.")
+
+    @classmethod
+    def of(cls, state: DeliveryState) -> Self:
+        return cls.model_validate(  # by alias: "global" is a keyword
+            {
+                "tenant_id": state.tenant_id,
+                "paused": state.paused_all,
+                "channels": ChannelsPauseOut.of(state),
+                "global": PauseScopeOut.of(state.everyone),
+                "tenant": PauseScopeOut.of(state.tenant),
+            }
+        )
 
 
 class ChannelMetricsOut(_Out):
@@ -196,6 +318,21 @@ class ChannelMetricsOut(_Out):
     )
     queue_depth: int = Field(ge=0, description="Notifications pending, processing or retrying now.")
 
+    @classmethod
+    def of(cls, c: ChannelMetrics) -> Self:
+        return cls(
+            sent=c.sent,
+            failed=c.failed,
+            avg_latency_ms=_ms(c.avg_latency_ms),
+            p95_latency_ms=_ms(c.p95_latency_ms),
+            success_rate=c.success_rate,
+            queue_depth=c.queue_depth,
+        )
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
 
 class ChannelsMetricsOut(_Out):
     sms: ChannelMetricsOut
@@ -212,6 +349,14 @@ class MetricsOut(_Out):
         "counted from this minute up to now."
     )
     channels: ChannelsMetricsOut
+
+    @classmethod
+    def of(cls, m: Metrics) -> Self:
+        return cls(
+            window_s=m.window_s,
+            since=m.since,
+            channels=ChannelsMetricsOut(**{c.value: ChannelMetricsOut.of(f) for c, f in m.channels.items()}),
+        )
 
 
 class HealthOut(_Out):
@@ -265,9 +410,28 @@ class TemplateOut(_Out):
     created_at: datetime
     updated_at: datetime
 
+    @classmethod
+    def of(cls, t: Template) -> Self:
+        return cls(
+            id=t.id,
+            name=t.name,
+            channel=t.channel,
+            subject=t.subject,
+            body=t.body,
+            created_at=t.created_at,
+            updated_at=t.updated_at,
+        )
+
 
 class TemplatePageOut(_Out):
     """One page of templates. Pass ``next_cursor`` as ``cursor`` for the next page."""
 
     data: list[TemplateOut]
     next_cursor: str | None = Field(description="Null on the last page.")
+
+    @classmethod
+    def of(cls, templates: Iterable[Template], next_after_id: UUID | None) -> Self:
+        return cls(
+            data=[TemplateOut.of(t) for t in templates],
+            next_cursor=encode_cursor(next_after_id) if next_after_id else None,
+        )

@@ -11,18 +11,25 @@ from __future__ import annotations
 from notify.adapters.http import handlers, templates
 from notify.adapters.http.contract import LOCATION, REPLAYED, Body, Operation, Route, Success
 from notify.adapters.http.examples import (
+    ATTEMPTS,
+    BATCH,
     BATCH_CREATED,
-    BATCH_SUMMARY,
+    BATCH_PAGE,
+    DEAD_LETTER_REPLAY,
+    DEAD_LETTERS,
     DELIVERED,
     DELIVERY_STATE,
     EMAIL_IN,
     FAILED,
     FROM_TEMPLATE_IN,
-    IN_BATCH,
+    HEALTHY,
+    LIVE_TOKEN,
     METRICS,
     NOTIFICATION,
     PAGE,
     PUSH_IN,
+    READY,
+    RESUMED,
     SMS_IN,
     TEMPLATE,
 )
@@ -51,11 +58,9 @@ from notify.adapters.http.schemas import (
     ListParams,
     MetricsParams,
     NotificationIn,
-    summary_counts,
 )
 from notify.adapters.http.templates import TemplateIn, TemplateListParams
 from notify.adapters.telemetry.metrics import metrics_handler
-from notify.domain.model import Channel, Status
 
 # Every /api/v1 route: no or bad key (401), over the key's rate (429), dependency down or shedding load (503).
 _API = frozenset({"Unauthorized", "TooManyRequests", "Unavailable"})
@@ -187,21 +192,7 @@ def _notification_routes() -> list[Route]:
                         200,
                         AttemptListOut,
                         "Every provider call, in order.",
-                        {
-                            "data": [
-                                {
-                                    "attempt": 1,
-                                    "provider": "primary",
-                                    "started_at": "2025-01-15T10:30:00.301000Z",
-                                    "finished_at": "2025-01-15T10:30:00.412000Z",
-                                    "outcome": "delivered",
-                                    "http_status": 200,
-                                    "error": None,
-                                    "latency_ms": 111.0,
-                                    "breaker_trial": False,
-                                }
-                            ]
-                        },
+                        ATTEMPTS,
                     ),
                 ),
                 _WITH_ID,
@@ -235,8 +226,6 @@ def _notification_routes() -> list[Route]:
 
 
 def _batch_routes() -> list[Route]:
-    counts = {Status.DELIVERED: 1, Status.PENDING: 1}
-    batch = {**BATCH_SUMMARY, "counts": {s.value: counts.get(s, 0) for s in Status}}
     return [
         Route(
             "GET",
@@ -246,7 +235,7 @@ def _batch_routes() -> list[Route]:
                 "getBatch",
                 "Get a batch with its notifications counted per status",
                 "batches",
-                (Success(200, BatchOut, "The batch.", batch | summary_counts(2, counts)),),
+                (Success(200, BatchOut, "The batch.", BATCH),),
                 _WITH_ID,
                 path_id="batch id",
             ),
@@ -259,11 +248,7 @@ def _batch_routes() -> list[Route]:
                 "listBatchNotifications",
                 "List a batch's notifications",
                 "batches",
-                (
-                    Success(
-                        200, PageOut, "One page, in batch order.", {"data": IN_BATCH, "next_cursor": None}
-                    ),
-                ),
+                (Success(200, PageOut, "One page, newest first.", BATCH_PAGE),),
                 _WITH_ID,
                 query=BatchPageParams,
                 path_id="batch id",
@@ -296,8 +281,8 @@ def _operations_routes() -> list[Route]:
                     Success(
                         200,
                         PageOut,
-                        "One page of failed notifications, oldest first.",
-                        {"data": [FAILED], "next_cursor": None},
+                        "One page of failed notifications, newest first.",
+                        DEAD_LETTERS,
                     ),
                 ),
                 _API | {"BadRequest"},
@@ -318,7 +303,7 @@ def _operations_routes() -> list[Route]:
                         200,
                         DeadLetterReplayOut,
                         "How many matched, and how many were re-queued.",
-                        {"dry_run": False, "matched": 1200, "replayed": 1000, "remaining": 200},
+                        DEAD_LETTER_REPLAY,
                     ),
                 ),
                 _WITH_BODY,
@@ -399,7 +384,7 @@ def _operations_routes() -> list[Route]:
                         200,
                         DeliveryStateOut,
                         "The delivery state after resuming.",
-                        {**DELIVERY_STATE, "channels": {c.value: {"paused": False} for c in Channel}},
+                        RESUMED,
                     ),
                 ),
                 _WITH_BODY | {"Forbidden"},
@@ -495,11 +480,7 @@ def _observability_routes() -> list[Route]:
                         201,
                         LiveTokenOut,
                         "A token valid for one connection within a minute.",
-                        {
-                            "token": "ntl_3q2-7wEvFy8kY1cI5u0dJm3xq4R0bZlK8sPe1n0aT2g",
-                            "expires_at": "2025-01-15T10:31:00Z",
-                            "url": "/ws?token=ntl_3q2-7wEvFy8kY1cI5u0dJm3xq4R0bZlK8sPe1n0aT2g",
-                        },
+                        LIVE_TOKEN,
                     ),
                 ),
                 _API,
@@ -524,7 +505,7 @@ def _health_routes() -> list[Route]:
                 "health",
                 "Liveness",
                 "health",
-                (Success(200, HealthOut, "The process is up.", {"status": "ok"}),),
+                (Success(200, HealthOut, "The process is up.", HEALTHY),),
                 frozenset(),
                 open=True,
             ),
@@ -542,14 +523,7 @@ def _health_routes() -> list[Route]:
                         200,
                         ReadyOut,
                         "Ready to serve.",
-                        {
-                            "status": "ready",
-                            "checks": {"database": "ok", "accepting": "ok"},
-                            "also": {
-                                "kafka": "unavailable: Unavailable",
-                                "status_topic": "unavailable: TimeoutError",
-                            },
-                        },
+                        READY,
                     ),
                 ),
                 frozenset({"NotReady"}),

@@ -1,4 +1,5 @@
-"""Request and response shapes of the HTTP API (pydantic), and the JSON form of a notification."""
+"""What clients send the HTTP API (pydantic request and query models), and the paging cursor; the answers are
+``responses.py``."""
 
 from __future__ import annotations
 
@@ -10,14 +11,10 @@ from uuid import UUID
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-from notify.adapters.telemetry.tracing import trace_id_of
 from notify.app.notifications import NewNotification
 from notify.app.operations import PauseScope
-from notify.app.stats import Metrics
-from notify.domain.delivery import AttemptRecord
 from notify.domain.errors import FieldError, ValidationFailed
-from notify.domain.model import Batch, Channel, Notification, Priority, Status
-from notify.domain.validation import sms_segments
+from notify.domain.model import Channel, Priority, Status
 
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
@@ -91,36 +88,6 @@ class BatchIn(BaseModel):
     notifications: list[NotificationIn]
 
 
-def batch_json(batch: Batch, counts: dict[Status, int] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": str(batch.id),
-        "total": batch.total,
-        "idempotency_key": batch.idempotency_key,
-        "created_at": rfc3339(batch.created_at),
-    }
-    if counts is not None:
-        body["counts"] = {s.value: counts.get(s, 0) for s in Status}
-        body.update(summary_counts(batch.total, counts))
-    return body
-
-
-def summary_counts(total: int, counts: dict[Status, int]) -> dict[str, int]:
-    """The five counts clients of the seed API read on a batch; they add up to ``total_count``: pending is
-    everything not finished yet (scheduled, pending, processing, retrying), failed includes expired (never
-    sent)."""
-
-    def of(*statuses: Status) -> int:
-        return sum(counts.get(s, 0) for s in statuses)
-
-    return {
-        "total_count": total,
-        "pending_count": of(*(s for s in Status if not s.is_terminal)),
-        "delivered_count": of(Status.DELIVERED),
-        "failed_count": of(Status.FAILED, Status.EXPIRED),
-        "cancelled_count": of(Status.CANCELLED),
-    }
-
-
 class ListParams(BaseModel):
     """Query parameters of GET /notifications (strings from the URL, so lax parsing)."""
 
@@ -149,47 +116,6 @@ def decode_cursor(cursor: str) -> UUID:
         raise ValidationFailed.for_fields(
             [FieldError("cursor", "is not a cursor this API returned", "invalid_cursor")]
         ) from exc
-
-
-def rfc3339(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def notification_json(n: Notification) -> dict[str, Any]:
-    sms = None
-    if n.channel is Channel.SMS:
-        seg = sms_segments(n.content)
-        sms = {"encoding": seg.encoding, "segments": seg.segments}
-    return {
-        "id": str(n.id),
-        "batch_id": str(n.batch_id) if n.batch_id else None,
-        "channel": n.channel.value,
-        "recipient": n.recipient,
-        "subject": n.subject,
-        "content": n.content,
-        "priority": n.priority.value,
-        "status": n.status.value,
-        "scheduled_at": rfc3339(n.scheduled_at),
-        "expires_at": rfc3339(n.expires_at),
-        "idempotency_key": n.idempotency_key,
-        "template_id": str(n.template_id) if n.template_id else None,
-        "template_variables": n.template_variables,
-        "metadata": n.metadata,
-        "attempts": n.attempts,
-        "max_retries": n.max_retries,
-        "provider": n.provider,
-        "provider_message_id": n.provider_message_id,
-        "error_message": n.error_message,
-        "sent_at": rfc3339(n.sent_at),
-        "failed_at": rfc3339(n.failed_at),
-        "next_attempt_at": rfc3339(n.next_attempt_at),
-        "created_at": rfc3339(n.created_at),
-        "updated_at": rfc3339(n.updated_at),
-        "sms": sms,
-        "trace_id": trace_id_of(n.trace_context),
-    }
 
 
 class BatchPageParams(BaseModel):
@@ -263,20 +189,6 @@ class DeliveryParams(BaseModel):
     tenant_id: str | None = Field(None, min_length=1, max_length=200)
 
 
-def attempt_json(a: AttemptRecord) -> dict[str, Any]:
-    return {
-        "attempt": a.attempt,
-        "provider": a.provider,
-        "started_at": rfc3339(a.started_at),
-        "finished_at": rfc3339(a.finished_at),
-        "outcome": a.outcome.value,
-        "http_status": a.http_status,
-        "error": a.error,
-        "latency_ms": round(a.latency_ms, 3),
-        "breaker_trial": a.breaker_trial,
-    }
-
-
 class MetricsParams(BaseModel):
     """Query parameters of GET /metrics."""
 
@@ -291,25 +203,3 @@ class MetricsParams(BaseModel):
             "the window starts at the whole minute at or before now - window_s (returned as `since`)."
         ),
     )
-
-
-def _ms(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
-
-
-def metrics_json(m: Metrics) -> dict[str, Any]:
-    return {
-        "window_s": m.window_s,
-        "since": rfc3339(m.since),
-        "channels": {
-            channel.value: {
-                "sent": c.sent,
-                "failed": c.failed,
-                "avg_latency_ms": _ms(c.avg_latency_ms),
-                "p95_latency_ms": _ms(c.p95_latency_ms),
-                "success_rate": c.success_rate,
-                "queue_depth": c.queue_depth,
-            }
-            for channel, c in m.channels.items()
-        },
-    }

@@ -6,21 +6,21 @@ Handlers raise domain errors; ``errors.error_middleware`` turns them into the on
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from notify.adapters.http.auth import tenant_of
-from notify.adapters.http.inputs import json_body, query_params
-from notify.adapters.http.jsonio import json_response
-from notify.adapters.http.schemas import Cursor, decode_cursor, encode_cursor, rfc3339
+from notify.adapters.http.contract import LOCATION, Reply
+from notify.adapters.http.inputs import body, query
+from notify.adapters.http.responses import TemplateOut, TemplatePageOut
+from notify.adapters.http.schemas import Cursor, decode_cursor
 from notify.adapters.http.state import TEMPLATES
 from notify.app.templates import TemplateService
 from notify.domain.errors import FieldError, ValidationFailed
 from notify.domain.model import Channel
-from notify.domain.templates import MAX_TEMPLATE_NAME_CHARS, Template
+from notify.domain.templates import MAX_TEMPLATE_NAME_CHARS
 
 
 class TemplateIn(BaseModel):
@@ -43,18 +43,6 @@ class TemplateListParams(BaseModel):
     page_size: int = Field(default=20, ge=1, le=100)
 
 
-def template_json(t: Template) -> dict[str, Any]:
-    return {
-        "id": str(t.id),
-        "name": t.name,
-        "channel": t.channel.value,
-        "subject": t.subject,
-        "body": t.body,
-        "created_at": rfc3339(t.created_at),
-        "updated_at": rfc3339(t.updated_at),
-    }
-
-
 def _template_id(request: web.Request) -> UUID:
     try:
         return UUID(request.match_info["id"])
@@ -68,42 +56,35 @@ def _service(request: web.Request) -> TemplateService:
     return request.config_dict[TEMPLATES]
 
 
-async def create_template(request: web.Request) -> web.Response:
-    payload = await json_body(request, TemplateIn)
+async def create_template(request: web.Request) -> Reply:
+    payload = body(request, TemplateIn)
     template = await _service(request).create(
         tenant_of(request), payload.name, payload.channel, payload.body, payload.subject
     )
-    return json_response(
-        template_json(template), status=201, headers={"Location": f"/api/v1/templates/{template.id}"}
-    )
+    return Reply(TemplateOut.of(template), 201, {LOCATION: f"/api/v1/templates/{template.id}"})
 
 
-async def list_templates(request: web.Request) -> web.Response:
-    params = query_params(request, TemplateListParams)
+async def list_templates(request: web.Request) -> Reply:
+    params = query(request, TemplateListParams)
     after_id = decode_cursor(params.cursor) if params.cursor else None
     items, next_after = await _service(request).search(tenant_of(request), after_id, params.page_size)
-    return json_response(
-        {
-            "data": [template_json(t) for t in items],
-            "next_cursor": encode_cursor(next_after) if next_after else None,
-        }
-    )
+    return Reply(TemplatePageOut.of(items, next_after))
 
 
-async def get_template(request: web.Request) -> web.Response:
+async def get_template(request: web.Request) -> Reply:
     template = await _service(request).get(tenant_of(request), _template_id(request))
-    return json_response(template_json(template))
+    return Reply(TemplateOut.of(template))
 
 
-async def replace_template(request: web.Request) -> web.Response:
+async def replace_template(request: web.Request) -> Reply:
     template_id = _template_id(request)
-    payload = await json_body(request, TemplateIn)
+    payload = body(request, TemplateIn)
     template = await _service(request).update(
         tenant_of(request), template_id, payload.name, payload.channel, payload.body, payload.subject
     )
-    return json_response(template_json(template))
+    return Reply(TemplateOut.of(template))
 
 
-async def delete_template(request: web.Request) -> web.Response:
+async def delete_template(request: web.Request) -> Reply:
     await _service(request).delete(tenant_of(request), _template_id(request))
-    return web.Response(status=204)
+    return Reply(None, 204)
