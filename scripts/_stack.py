@@ -19,7 +19,9 @@ import asyncpg
 
 from notify.adapters.postgres.migrate import apply_migrations, ensure_database
 from notify.devtools.devstack import create_api_key
-from notify.devtools.infra import EmbeddedPostgres, TansuBroker, ensure_postgres, free_port
+from notify.devtools.postgres import EmbeddedPostgres, ensure_postgres
+from notify.devtools.processes import free_port
+from notify.devtools.tansu import TansuBroker
 
 
 @dataclass

@@ -45,7 +45,7 @@ from _stack import Stack
 
 import notify
 from notify.adapters.kafka.topics import ensure_topics
-from notify.devtools.infra import free_port, wait_for_port
+from notify.devtools.processes import free_port, wait_for_port
 
 SMS = {"channel": "sms", "recipient": "+14155550123", "content": "Your code is 123456"}
 

@@ -44,7 +44,9 @@ from _stack import Process, wait_ok  # scripts/ is on the path when run as scrip
 
 from notify.adapters.postgres.migrate import apply_migrations, ensure_database
 from notify.devtools.devstack import create_api_key
-from notify.devtools.infra import EmbeddedPostgres, TansuBroker, free_port
+from notify.devtools.postgres import EmbeddedPostgres
+from notify.devtools.processes import free_port
+from notify.devtools.tansu import TansuBroker
 
 TERMINAL = {"delivered", "failed", "cancelled", "expired"}
 

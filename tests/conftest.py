@@ -24,7 +24,9 @@ import pytest
 from notify.adapters.postgres.migrate import apply_migrations
 from notify.adapters.postgres.pool import create_pool
 from notify.devtools.devstack import create_api_key
-from notify.devtools.infra import TansuBroker, ensure_postgres, free_port
+from notify.devtools.postgres import ensure_postgres
+from notify.devtools.processes import free_port
+from notify.devtools.tansu import TansuBroker
 from tests.support import NotifyProcess, wait_http_ok, wait_log
 
 pytest_plugins = ["tests.process_guard", "pytester"]

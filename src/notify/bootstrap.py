@@ -50,7 +50,7 @@ from notify.app.admission import Admission
 from notify.app.auth import Authenticator
 from notify.app.delivery import Deliverer, PauseCache, Route
 from notify.app.dispatcher import PriorityDispatcher
-from notify.app.live import StatusHub
+from notify.app.live import LiveHub
 from notify.app.notifications import NotificationService
 from notify.app.operations import Operations
 from notify.app.recovery import Recovery
@@ -175,7 +175,7 @@ def build_api_app(settings: Settings) -> web.Application:
             admission=admission,
         )
 
-        hub = StatusHub(capacity=settings.ws_client_buffer)
+        hub = LiveHub(capacity=settings.ws_client_buffer)
         status_reader = StatusTopicReader(
             lambda: make_status_consumer(
                 settings.kafka_bootstrap_servers, fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms

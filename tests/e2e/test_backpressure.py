@@ -8,7 +8,8 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from notify.devtools.infra import TansuBroker, free_port
+from notify.devtools.processes import free_port
+from notify.devtools.tansu import TansuBroker
 from tests.conftest import Stack
 from tests.e2e.test_observability import scrape, value
 from tests.support import eventually

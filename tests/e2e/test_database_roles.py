@@ -17,7 +17,7 @@ from notify.adapters.postgres.migrate import apply_migrations
 from notify.adapters.postgres.pool import create_pool
 from notify.adapters.postgres.store import PgNotificationStore
 from notify.app.notifications import NewNotification, NotificationService
-from notify.devtools.infra import EmbeddedPostgres
+from notify.devtools.postgres import EmbeddedPostgres
 from notify.domain.model import Channel
 from tests.support import REPO
 

@@ -13,7 +13,7 @@ from uuid import UUID
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
-from notify.devtools.infra import free_port
+from notify.devtools.processes import free_port
 from tests.conftest import Stack
 from tests.e2e.test_walking_skeleton import post_many, wait_all_status
 from tests.support import eventually

@@ -15,7 +15,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from notify.devtools.infra import free_port
+from notify.devtools.processes import free_port
 from tests.conftest import _with_db
 from tests.process_guard import Leftover, kill_all, marked_processes
 from tests.support import REPO, die_with_parent, eventually, wait_http_ok

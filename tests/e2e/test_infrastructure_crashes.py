@@ -19,7 +19,8 @@ from notify.adapters.postgres.migrate import apply_migrations, ensure_database
 from notify.adapters.postgres.pool import create_pool
 from notify.adapters.postgres.store import PgNotificationStore
 from notify.devtools.devstack import create_api_key
-from notify.devtools.infra import EmbeddedPostgres, TansuBroker
+from notify.devtools.postgres import EmbeddedPostgres
+from notify.devtools.tansu import TansuBroker
 from tests.conftest import Stack
 from tests.e2e.test_observability import live_client, now_true
 from tests.e2e.test_walking_skeleton import post_many, wait_all_status

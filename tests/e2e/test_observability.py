@@ -24,7 +24,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanPb
 from prometheus_client.parser import text_string_to_metric_families
 
 from notify.devtools.devstack import create_api_key
-from notify.devtools.infra import free_port
+from notify.devtools.processes import free_port
 from tests.conftest import Stack
 from tests.support import eventually
 

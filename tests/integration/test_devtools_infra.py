@@ -14,17 +14,10 @@ import psutil
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from notify.devtools import infra
-from notify.devtools.infra import (
-    PG_SYSTEM_USER,
-    EmbeddedPostgres,
-    TansuBroker,
-    ensure_postgres,
-    find_tansu,
-    free_port,
-    postgres_answers,
-    wait_for_port,
-)
+from notify.devtools import postgres as embedded
+from notify.devtools.postgres import PG_SYSTEM_USER, EmbeddedPostgres, ensure_postgres, postgres_answers
+from notify.devtools.processes import free_port, wait_for_port
+from notify.devtools.tansu import TansuBroker, find_tansu
 
 # The PostgreSQL most developer machines (and this CI host) already run; never started or stopped here.
 SYSTEM_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -224,7 +217,7 @@ async def test_embedded_postgres_relocates_data_the_server_user_cannot_reach(tmp
         link = workdir / "pgdata"
         assert link.is_symlink()
         assert link.resolve() == server.data_dir
-        assert server.data_dir.parent.parent == infra._relocation_root()
+        assert server.data_dir.parent.parent == embedded._relocation_root()
         assert server.data_dir.owner() == PG_SYSTEM_USER
         assert await postgres_answers(server.url())
         slot = server.data_dir.parent
@@ -236,7 +229,7 @@ async def test_embedded_postgres_relocates_data_the_server_user_cannot_reach(tmp
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="relocation only happens when the server runs as another user")
 def test_relocated_data_without_a_workdir_is_collected(tmp_path: Path) -> None:
-    root = infra._relocation_root()
+    root = embedded._relocation_root()
     orphan, fresh, owned = (
         root / f"cluster-test-{name}-{os.getpid()}" for name in ("orphan", "fresh", "owned")
     )
@@ -248,7 +241,7 @@ def test_relocated_data_without_a_workdir_is_collected(tmp_path: Path) -> None:
     for slot in (orphan, owned):
         os.utime(slot, (long_ago, long_ago))
     try:
-        infra._collect_orphans(root)
+        embedded._collect_orphans(root)
 
         assert not orphan.exists()
         assert fresh.exists()  # may still be being set up by another process

@@ -21,7 +21,7 @@ from notify.adapters.provider.http import HttpProvider
 from notify.adapters.resilience import AioCircuitBreaker
 from notify.app.delivery import Deliverer, DeliveryOutcome, Route
 from notify.app.notifications import NewNotification, NotificationService
-from notify.devtools.infra import free_port
+from notify.devtools.processes import free_port
 from notify.domain.model import Channel, Status
 from notify.domain.retry import RetryPolicy
 

@@ -22,7 +22,7 @@ from notify.adapters.postgres.store import PgNotificationStore, PgOutbox
 from notify.app.dispatcher import PriorityDispatcher, Work
 from notify.app.notifications import NewNotification, NotificationService
 from notify.app.relay import OutboxRelay
-from notify.devtools.infra import TansuBroker
+from notify.devtools.tansu import TansuBroker
 from notify.domain.model import Channel, Priority
 from tests.support import eventually
 

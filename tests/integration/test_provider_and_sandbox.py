@@ -10,7 +10,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from notify.adapters.provider.http import HttpProvider, parse_retry_after, sign
-from notify.devtools.infra import free_port
+from notify.devtools.processes import free_port
 from notify.devtools.sandbox import SandboxState, create_sandbox_app
 from notify.domain.errors import PermanentProviderError, TransientProviderError
 from notify.ports.provider import ProviderMessage

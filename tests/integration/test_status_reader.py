@@ -13,8 +13,8 @@ from aiokafka import AIOKafkaProducer
 from notify.adapters.kafka.publisher import status_value
 from notify.adapters.kafka.status import StatusTopicReader, make_status_consumer
 from notify.adapters.kafka.topics import ensure_topics
-from notify.app.live import StatusHub, Subscriber
-from notify.devtools.infra import TansuBroker
+from notify.app.live import LiveHub, Subscriber
+from notify.devtools.tansu import TansuBroker
 from notify.domain.model import Channel, Priority
 from notify.domain.outbox import OutboxKind, OutboxRecord
 from tests.support import eventually
@@ -84,7 +84,7 @@ async def test_events_published_after_a_broker_restart_reach_the_hub_before_the_
     topic = f"t{uuid.uuid4().hex[:8]}.status"
     with TansuBroker() as broker:
         await ensure_topics(broker.bootstrap_servers, [topic], partitions=1)
-        hub = StatusHub(capacity=1000)
+        hub = LiveHub(capacity=1000)
         subscriber = hub.connect(TENANT)
         reader = StatusTopicReader(
             lambda: make_status_consumer(broker.bootstrap_servers, fetch_max_wait_ms=50), topic, hub

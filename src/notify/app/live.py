@@ -1,6 +1,6 @@
 """Live status: fan status events out to the subscribers connected to this API process.
 
-Every API process reads the whole status topic and hands each event to :meth:`StatusHub.publish`, which only
+Every API process reads the whole status topic and hands each event to :meth:`LiveHub.publish`, which only
 ever queues: each subscriber has a bounded queue, and one that falls behind by more than its capacity is
 dropped (its connection is closed) instead of slowing the hub or anyone else. A subscriber sees only its
 tenant's events, narrowed by its filter.
@@ -86,15 +86,13 @@ class Subscriber:
         return self._queue.qsize()
 
 
-class StatusHub:
+class LiveHub:
     def __init__(self, *, capacity: int, remember: int = 100_000) -> None:
         self._capacity = capacity
         self._by_tenant: dict[str, set[Subscriber]] = {}
         # Last sequence number seen per notification (bounded): a re-published event is not sent twice.
         self._last_seq: OrderedDict[str, int] = OrderedDict()
         self._remember = remember
-        self.events_published = 0
-        self.dropped = 0
 
     def connect(self, tenant_id: str) -> Subscriber:
         subscriber = Subscriber(tenant_id, self._capacity)
@@ -117,7 +115,6 @@ class StatusHub:
         """Queue ``event`` for every matching subscriber; returns how many got it. Never waits."""
         if self._seen(event):
             return 0
-        self.events_published += 1
         delivered = 0
         for subscriber in list(self._by_tenant.get(event.tenant_id, ())):
             if not subscriber.filter.matches(event):
@@ -125,7 +122,6 @@ class StatusHub:
             if subscriber.offer(event.public()):
                 delivered += 1
             else:
-                self.dropped += 1
                 self.disconnect(subscriber)
         return delivered
 

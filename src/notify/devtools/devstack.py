@@ -24,7 +24,9 @@ from notify.adapters.postgres.keys import PgApiKeyStore
 from notify.adapters.postgres.migrate import apply_migrations, ensure_database
 from notify.adapters.postgres.pool import create_pool
 from notify.app.auth import KeyService
-from notify.devtools.infra import EmbeddedPostgres, TansuBroker, ensure_postgres, free_port
+from notify.devtools.postgres import EmbeddedPostgres, ensure_postgres
+from notify.devtools.processes import free_port
+from notify.devtools.tansu import TansuBroker
 from notify.domain.keys import KeyScope
 from notify.settings import Settings
 

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from notify.adapters.http.auth import FailedAuthLimiter
 from notify.adapters.telemetry.metrics import WS_CLIENTS, WS_DROPPED, WS_EVENTS
 from notify.app.auth import Authenticator
-from notify.app.live import Filter, StatusHub, Subscriber
+from notify.app.live import Filter, LiveHub, Subscriber
 from notify.domain.errors import FieldError, RateLimited, Unauthorized, ValidationFailed
 from notify.domain.keys import ApiKey
 from notify.domain.model import Channel
@@ -56,7 +56,7 @@ class SubscribeIn(BaseModel):
 class LiveEndpoint:
     def __init__(
         self,
-        hub: StatusHub,
+        hub: LiveHub,
         authenticator: Authenticator,
         *,
         heartbeat_s: float,

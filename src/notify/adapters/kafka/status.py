@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from notify.adapters.telemetry.metrics import STATUS_EVENTS
-from notify.app.live import StatusHub
+from notify.app.live import LiveHub
 from notify.domain.events import StatusEvent
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class StatusTopicReader:
         self,
         make_consumer: Callable[[], AIOKafkaConsumer],
         topic: str,
-        hub: StatusHub,
+        hub: LiveHub,
         *,
         lost_log_check_s: float = 2.0,
     ) -> None:

