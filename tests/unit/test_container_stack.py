@@ -410,7 +410,15 @@ def stages() -> list[list[Instruction]]:
 
 @pytest.fixture(scope="module")
 def image_env(stages: list[list[Instruction]]) -> dict[str, str]:
-    return stage_env(stages[-1])
+    """The final stage's environment, with what it inherits from the stages it is built FROM."""
+    named: dict[str, dict[str, str]] = {}
+    env: dict[str, str] = {}
+    for stage in stages:
+        image, *alias = stage[0].args.split()
+        env = {**named.get(image, {}), **stage_env(stage)}
+        if len(alias) == 2 and alias[0].upper() == "AS":
+            named[alias[1]] = env
+    return env
 
 
 def all_envs(compose: Compose, image_env: Mapping[str, str]) -> dict[str, Mapping[str, object]]:
@@ -439,12 +447,15 @@ class TestCompose:
     def test_notify_services_share_one_image_built_from_the_repo(self, compose: Compose) -> None:
         built = built_services(compose)
         assert {"migrate", "sandbox", "api", "worker"} <= set(built)
-        assert {s.get("image") for s in built.values()} == {"notify:local"}
-        assert {s.get("build") for s in built.values()} == {"."}
-        assert services(compose)["migrate"]["command"] == ["migrate"]
-        assert services(compose)["api"]["command"] == ["api"]
-        assert services(compose)["worker"]["command"] == ["worker"]
-        assert services(compose)["sandbox"]["command"][0] == "sandbox"
+        production = {n: s for n, s in built.items() if n != "sandbox"}
+        assert {s.get("image") for s in production.values()} == {"notify:local"}
+        assert {s.get("build") for s in production.values()} == {"."}  # the default target: runtime
+        assert built["sandbox"]["build"] == {"context": ".", "target": "sandbox"}
+        assert built["sandbox"]["image"] != "notify:local"
+        assert services(compose)["migrate"]["command"] == ["notify", "migrate"]
+        assert services(compose)["api"]["command"] == ["notify-api"]
+        assert services(compose)["worker"]["command"] == ["notify-worker"]
+        assert services(compose)["sandbox"]["command"][:2] == ["notify", "sandbox"]
 
     def test_long_running_services_have_commands_and_healthchecks(self, compose: Compose) -> None:
         assert one_shot_services(compose) == {"migrate"}
@@ -628,13 +639,27 @@ class TestDockerfile:
     def test_final_stage_runs_as_a_non_root_user(self, stages: list[list[Instruction]]) -> None:
         assert check_final_user(stages) == []
 
-    def test_entrypoint_is_the_notify_console_script(self, stages: list[list[Instruction]]) -> None:
+    def test_the_default_command_is_the_api_entrypoint(self, stages: list[list[Instruction]]) -> None:
         final = stages[-1]
-        entrypoint = [exec_form(i.args) for i in instructions(final, "ENTRYPOINT")]
-        assert entrypoint and entrypoint[-1] == ["notify"]
-        assert [exec_form(i.args) for i in instructions(final, "CMD")][-1] == ["api"]
+        assert not list(instructions(final, "ENTRYPOINT"))
+        assert [exec_form(i.args) for i in instructions(final, "CMD")][-1] == ["notify-api"]
         scripts = tomllib.loads(PYPROJECT.read_text())["project"]["scripts"]
-        assert scripts["notify"] == "notify.entrypoints.cli:run"
+        assert scripts == {
+            "notify": "notify.entrypoints.cli:run",
+            "notify-api": "notify.entrypoints.api:run",
+            "notify-worker": "notify.entrypoints.worker:run",
+        }
+
+    def test_the_runtime_image_leaves_the_development_tools_out(
+        self, stages: list[list[Instruction]]
+    ) -> None:
+        by_name = {stage[0].args.split()[-1]: stage for stage in stages}
+        builder_runs = " ".join(i.args for i in instructions(by_name["builder"], "RUN"))
+        assert "rm -r /opt/runtime-venv/lib/python*/site-packages/notify/devtools" in builder_runs
+        [runtime_copy] = [shlex.split(i.args) for i in instructions(stages[-1], "COPY")]
+        assert runtime_copy == ["--from=builder", "/opt/runtime-venv", "/opt/venv"]
+        [sandbox_copy] = [shlex.split(i.args) for i in instructions(by_name["sandbox"], "COPY")]
+        assert sandbox_copy == ["--from=builder", "/opt/venv", "/opt/venv"]
 
     def test_does_not_install_dev_or_test_extras(self, stages: list[list[Instruction]]) -> None:
         assert check_no_extras(stages) == []
@@ -647,13 +672,15 @@ class TestDockerfile:
         assert copies, "the final stage copies nothing"
         for args in copies:
             assert any(a.startswith("--from=") for a in args), args
-            assert [a for a in args if not a.startswith("--")] == ["/opt/venv", "/opt/venv"]
+            assert [a for a in args if not a.startswith("--")] == ["/opt/runtime-venv", "/opt/venv"]
         assert image_env["PATH"].startswith("/opt/venv/bin:")
         assert image_env["PYTHONUNBUFFERED"] == "1"
 
     def test_exposes_the_service_ports(self, stages: list[list[Instruction]]) -> None:
         exposed = {p.split("/")[0] for i in instructions(stages[-1], "EXPOSE") for p in i.args.split()}
-        assert {"8080", "8081", "9100"} <= exposed
+        assert {"8080", "8081"} <= exposed
+        sandbox = next(stage for stage in stages if stage[0].args.endswith("AS sandbox"))
+        assert [i.args for i in instructions(sandbox, "EXPOSE")] == ["9100"]
 
     def test_migrations_are_packaged_into_the_wheel(self, stages: list[list[Instruction]]) -> None:
         pyproject = tomllib.loads(PYPROJECT.read_text())

@@ -196,7 +196,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
     handler: Callable[[Settings, argparse.Namespace], int] = args.handler
-    return handler(settings, args)
+    try:
+        return handler(settings, args)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("notify.devtools"):
+            raise
+        # The runtime container image leaves the development tools out (see the Dockerfile).
+        print(
+            f"notify {args.command}: a development tool, not installed here (the runtime image leaves "
+            "them out; build the Dockerfile's `sandbox` target, or pip install notify)",
+            file=sys.stderr,
+        )
+        return 2
 
 
 def run() -> None:

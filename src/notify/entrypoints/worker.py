@@ -1,0 +1,16 @@
+"""``notify-worker``: the worker process (the same as ``notify worker``)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from notify.entrypoints import cli
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.main(["worker", *(sys.argv[1:] if argv is None else argv)])
+
+
+def run() -> None:
+    sys.exit(main())
