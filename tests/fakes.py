@@ -35,6 +35,7 @@ from notify.domain.model import (
 from notify.domain.outbox import OutboxKind, OutboxRecord
 from notify.domain.pauses import EVERY, Pauses
 from notify.domain.queries import DeadLetterQuery, ListQuery, Page
+from notify.domain.receipts import Receipt
 from notify.domain.text import identifier, storable
 from notify.ports.provider import ProviderMessage, ProviderReceipt
 from notify.ports.queue import Position, Waiting
@@ -79,6 +80,7 @@ class FakeStore:
         self.ledger: dict[UUID, list[AttemptRecord]] = {}
         self.paused: set[tuple[str, str]] = set()  # (tenant or "*", channel or "*")
         self.batches: dict[UUID, Batch] = {}
+        self.receipts: dict[UUID, list[Receipt]] = {}
         self._ids = count(1)
 
     # --- what the tests read ---
@@ -314,6 +316,20 @@ class FakeStore:
         if self._mine(tenant_id, notification_id) is None:
             return None
         return list(self.ledger.get(notification_id, []))
+
+    # --- receipts ---
+
+    async def record(self, receipt: Receipt) -> UUID | None:
+        for n in self.rows.values():
+            if (n.provider_message_id, n.provider) == (receipt.provider_message_id, receipt.provider):
+                self.receipts.setdefault(n.id, []).append(receipt)
+                return n.id
+        return None
+
+    async def of(self, tenant_id: str, notification_id: UUID) -> list[Receipt] | None:
+        if self._mine(tenant_id, notification_id) is None:
+            return None
+        return list(self.receipts.get(notification_id, []))
 
     # --- operator actions ---
 

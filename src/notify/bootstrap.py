@@ -22,9 +22,10 @@ from aiokafka.errors import KafkaError
 from notify.adapters.clock import SystemClock
 from notify.adapters.http.app import create_app, create_worker_app
 from notify.adapters.http.auth import FailedAuthLimiter, KeyRateLimiter
+from notify.adapters.http.callbacks import CALLBACKS, Callbacks, TwilioCallback
 from notify.adapters.http.errors import REQUEST_DEADLINE_S, UNAVAILABLE_ERRORS
 from notify.adapters.http.live import LiveEndpoint
-from notify.adapters.http.state import LIVE, SERVICES, STATS, TEMPLATES, ApiServices
+from notify.adapters.http.state import LIVE, RECEIPTS, SERVICES, STATS, TEMPLATES, ApiServices
 from notify.adapters.kafka.consumer import PriorityConsumerLoop
 from notify.adapters.kafka.link import KafkaLink
 from notify.adapters.kafka.publisher import KafkaDispatchPublisher, make_producer
@@ -37,10 +38,13 @@ from notify.adapters.postgres.notifications import PgNotifications
 from notify.adapters.postgres.operator import PgOperatorActions
 from notify.adapters.postgres.outbox import PgOutbox
 from notify.adapters.postgres.pool import POSTGRES_UNAVAILABLE, create_pool
+from notify.adapters.postgres.receipts import PgReceipts
 from notify.adapters.postgres.stats import PgDeliveryStats
 from notify.adapters.postgres.sweeps import PgSweeps
 from notify.adapters.postgres.templates import PgTemplateStore
 from notify.adapters.provider.http import HttpProvider
+from notify.adapters.provider.smtp import SmtpConfig, SmtpProvider
+from notify.adapters.provider.twilio import TwilioConfig, TwilioProvider
 from notify.adapters.resilience import AioCircuitBreaker, ChannelRateLimiter
 from notify.adapters.telemetry import metrics
 from notify.adapters.telemetry.delivery_hooks import delivery_hooks
@@ -53,6 +57,7 @@ from notify.app.dispatcher import PriorityDispatcher
 from notify.app.live import LiveHub
 from notify.app.notifications import NotificationService
 from notify.app.operations import Operations
+from notify.app.receipts import ReceiptService
 from notify.app.recovery import Recovery
 from notify.app.relay import OutboxRelay
 from notify.app.stats import StatsService
@@ -62,7 +67,8 @@ from notify.domain.errors import Overloaded, Unavailable
 from notify.domain.model import Channel, Priority
 from notify.domain.retry import RetryPolicy
 from notify.ports.clock import Clock
-from notify.settings import Settings
+from notify.ports.provider import DeliveryProvider
+from notify.settings import AnyProvider, Settings, SmtpProviderSettings, TwilioProviderSettings
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +171,8 @@ def build_api_app(settings: Settings) -> web.Application:
         app[TEMPLATES] = templates
         stats = StatsService(PgDeliveryStats(pool), clock)
         app[STATS] = stats
+        app[RECEIPTS] = ReceiptService(PgReceipts(pool))
+        app[CALLBACKS] = Callbacks(clock, twilio_callbacks(settings))
         service = NotificationService(
             PgNotifications(pool),
             clock,
@@ -290,18 +298,66 @@ def max_retries(settings: Settings) -> dict[Priority, int]:
     }
 
 
+def twilio_callbacks(settings: Settings) -> dict[str, TwilioCallback]:
+    """The Twilio providers that take receipts (a status callback URL), by name."""
+    return {
+        p.name: TwilioCallback(p.auth_token.get_secret_value(), p.status_callback_url)
+        for channel in Channel
+        for p in settings.providers_for(channel.value)
+        if isinstance(p, TwilioProviderSettings) and p.status_callback_url and p.auth_token
+    }
+
+
+def build_provider(config: AnyProvider, http: aiohttp.ClientSession) -> DeliveryProvider:
+    """The adapter for one configured provider, by its type."""
+    if isinstance(config, TwilioProviderSettings):
+        key_sid, key_secret = config.api_key_sid, config.api_key_secret
+        secret = key_secret if key_secret is not None else config.auth_token
+        assert secret is not None  # the settings require one of them
+        return TwilioProvider(
+            config.name,
+            TwilioConfig(
+                account_sid=config.account_sid,
+                username=key_sid or config.account_sid,
+                password=secret.get_secret_value(),
+                from_number=config.from_number,
+                messaging_service_sid=config.messaging_service_sid,
+                status_callback_url=config.status_callback_url,
+                base_url=config.base_url,
+                timeout_s=config.timeout_s,
+            ),
+            http,
+        )
+    if isinstance(config, SmtpProviderSettings):
+        return SmtpProvider(
+            config.name,
+            SmtpConfig(
+                host=config.host,
+                port=config.port,
+                sender=config.sender,
+                tls=config.tls,
+                username=config.username,
+                password=config.password.get_secret_value() if config.password else None,
+                timeout_s=config.timeout_s,
+                ca_file=config.ca_file,
+                message_id_domain=config.message_id_domain,
+            ),
+        )
+    return HttpProvider(
+        config.name,
+        config.url,
+        http,
+        timeout_s=config.timeout_s,
+        hmac_secret=config.hmac_secret.get_secret_value() if config.hmac_secret else None,
+    )
+
+
 def build_routes(settings: Settings, http: aiohttp.ClientSession) -> dict[Channel, list[Route]]:
     """Each channel's providers in failover order, each behind its own breaker (per channel and provider)."""
     return {
         channel: [
             Route(
-                HttpProvider(
-                    p.name,
-                    p.url,
-                    http,
-                    timeout_s=p.timeout_s,
-                    hmac_secret=p.hmac_secret.get_secret_value() if p.hmac_secret else None,
-                ),
+                build_provider(p, http),
                 AioCircuitBreaker(
                     f"{channel.value}:{p.name}",
                     fail_max=settings.breaker_fail_max,

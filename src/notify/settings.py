@@ -6,23 +6,98 @@ runs at import time.
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ProviderSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A provider gateway reached over HTTP (``type`` "http", the default: docs/providers.md)."""
 
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    type: Literal["http"] = "http"
     name: str = Field(min_length=1)
     url: str = Field(min_length=1)
     timeout_s: float = Field(10.0, gt=0)
     hmac_secret: SecretStr | None = None  # never printed: not in logs, reprs or validation errors
 
 
+class SmtpProviderSettings(BaseModel):
+    """Email over SMTP (``type`` "smtp")."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    type: Literal["smtp"]
+    name: str = Field(min_length=1)
+    host: str = Field(min_length=1)
+    port: int = Field(587, ge=1, le=65535)
+    tls: Literal["starttls", "implicit", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: str = Field(min_length=3, description="the From address")
+    timeout_s: float = Field(10.0, gt=0)
+    ca_file: str | None = None
+    message_id_domain: str | None = None
+
+
+class TwilioProviderSettings(BaseModel):
+    """SMS through Twilio (``type`` "twilio"): an auth token or an API key; a from-number or a messaging
+    service."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    type: Literal["twilio"]
+    name: str = Field(min_length=1)
+    account_sid: str = Field(pattern=r"^AC[0-9a-fA-F]{32}$")
+    auth_token: SecretStr | None = None
+    api_key_sid: str | None = Field(None, pattern=r"^SK[0-9a-fA-F]{32}$")
+    api_key_secret: SecretStr | None = None
+    from_number: str | None = Field(None, pattern=r"^\+[1-9][0-9]{6,14}$|^[A-Za-z0-9 ]{1,11}$")
+    messaging_service_sid: str | None = Field(None, pattern=r"^MG[0-9a-fA-F]{32}$")
+    status_callback_url: str | None = Field(
+        None, description="where Twilio posts delivery receipts: this API's /api/v1/receipts/twilio/<name>"
+    )
+    base_url: str = "https://api.twilio.com"
+    timeout_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_credential_and_one_sender(self) -> Self:
+        with_key = self.api_key_sid is not None and self.api_key_secret is not None
+        if (self.auth_token is not None) == with_key or (self.api_key_sid is None) != (
+            self.api_key_secret is None
+        ):
+            raise ValueError("give either auth_token, or api_key_sid with api_key_secret")
+        if (self.from_number is None) == (self.messaging_service_sid is None):
+            raise ValueError("give either from_number or messaging_service_sid")
+        if self.status_callback_url is not None and self.auth_token is None:
+            raise ValueError("receipts (status_callback_url) need auth_token: Twilio signs them with it")
+        return self
+
+
+AnyProvider = ProviderSettings | SmtpProviderSettings | TwilioProviderSettings
+
+
+def _provider_type(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("type", "http"))
+    return str(getattr(value, "type", "http"))
+
+
+AnyProviderSettings = Annotated[
+    Annotated[ProviderSettings, Tag("http")]
+    | Annotated[SmtpProviderSettings, Tag("smtp")]
+    | Annotated[TwilioProviderSettings, Tag("twilio")],
+    Discriminator(_provider_type),
+]
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="NOTIFY_", env_file=".env", extra="ignore")
+    # Inputs are never echoed in a validation error: a misconfigured provider entry holds its secrets.
+    model_config = SettingsConfigDict(
+        env_prefix="NOTIFY_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     # --- infrastructure ---------------------------------------------------------------------------------
     # A secret: the URL carries the password. Read it with .get_secret_value().
@@ -102,9 +177,12 @@ class Settings(BaseSettings):
 
     # --- providers --------------------------------------------------------------------------------------
     # The ordered provider list per channel (primary first), as JSON:
-    #   {"sms": [{"name": "a", "url": "http://...", "timeout_s": 5, "hmac_secret": "..."}, {...}], ...}
+    #   {"sms": [{"name": "a", "url": "http://...", "timeout_s": 5, "hmac_secret": "..."}, {...}],
+    #    "email": [{"type": "smtp", "name": "relay", "host": "smtp.example.com", "sender": "n@example.com",
+    #               "username": "...", "password": "..."}], ...}
+    # Each entry has a "type": "http" (the default), "smtp" or "twilio" (docs/providers.md).
     # A channel left out uses the single provider below.
-    providers: dict[str, list[ProviderSettings]] = Field(default_factory=dict)
+    providers: dict[str, list[AnyProviderSettings]] = Field(default_factory=dict)
     provider_name: str = "sandbox"
     provider_url: str = "http://127.0.0.1:9100/send"
     provider_timeout_s: float = Field(10.0, gt=0)
@@ -162,7 +240,7 @@ class Settings(BaseSettings):
     def all_topics(self) -> list[str]:
         return [*self.priority_topics, self.dead_letter_topic, self.status_topic]
 
-    def providers_for(self, channel: str) -> list[ProviderSettings]:
+    def providers_for(self, channel: str) -> list[AnyProvider]:
         return self.providers.get(channel) or [
             ProviderSettings(
                 name=self.provider_name, url=self.provider_url, timeout_s=self.provider_timeout_s

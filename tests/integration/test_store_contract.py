@@ -16,6 +16,7 @@ from uuid import UUID
 
 import pytest
 
+from notify.adapters.postgres.receipts import PgReceipts
 from notify.adapters.postgres.store import PgNotificationStore, PgOutbox
 from notify.app.notifications import NewNotification, NotificationService
 from notify.domain.delivery import AttemptOutcome, AttemptRecord, Claim, DeliveryResult
@@ -25,7 +26,9 @@ from notify.domain.model import Batch, Channel, Notification, Priority, Status
 from notify.domain.outbox import OutboxKind, OutboxRecord
 from notify.domain.pauses import Pauses
 from notify.domain.queries import DeadLetterQuery, ListQuery
+from notify.domain.receipts import Receipt, ReceiptStatus
 from notify.ports.queue import Position, Waiting
+from notify.ports.receipts import Receipts
 from notify.ports.store import NotificationStore, Outbox
 from tests.fakes import FakeClock, FakeStore
 
@@ -36,6 +39,7 @@ T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 class Kit:
     store: NotificationStore
     outbox: Outbox
+    receipts: Receipts
     clock: FakeClock
     service: NotificationService
     unread: list[OutboxRecord] = field(default_factory=list)
@@ -113,10 +117,11 @@ def kit(request: pytest.FixtureRequest) -> Kit:
         fake = FakeStore()
         store: NotificationStore = fake
         outbox: Outbox = fake
+        receipts: Receipts = fake
     else:
         pool = request.getfixturevalue("pool")  # a fresh migrated database
-        store, outbox = PgNotificationStore(pool), PgOutbox(pool)
-    return Kit(store, outbox, clock, NotificationService(store, clock))
+        store, outbox, receipts = PgNotificationStore(pool), PgOutbox(pool), PgReceipts(pool)
+    return Kit(store, outbox, receipts, clock, NotificationService(store, clock))
 
 
 def claim(worker: str = "w1", lease_s: float = 30) -> Claim:
@@ -582,3 +587,36 @@ async def test_relay_marks_what_it_published_and_nothing_when_publishing_fails(k
     kit.clock.advance(3600)
     assert await kit.outbox.purge_published(kit.clock.now() - timedelta(minutes=1)) == 3
     assert await kit.outbox.purge_published(kit.clock.now()) == 0
+
+
+# --- receipts -----------------------------------------------------------------------------------------------
+
+
+async def test_a_receipt_is_kept_with_the_notification_its_provider_message_id_names(kit: Kit) -> None:
+    n, other = await kit.sms(), await kit.sms()
+    for notification, message_id in ((n, "SM-1"), (other, "SM-2")):
+        await kit.store.claim(notification.id, claim(), kit.clock.now())
+        delivered = DeliveryResult(
+            Status.DELIVERED,
+            [attempt(AttemptOutcome.DELIVERED)],
+            provider="gw",
+            provider_message_id=message_id,
+        )
+        assert await kit.store.record_result(notification.id, claim(), kit.clock.now(), delivered)
+    sent = Receipt("gw", "SM-1", ReceiptStatus.IN_TRANSIT, "sent", T0)
+    handset = Receipt("gw", "SM-1", ReceiptStatus.UNDELIVERED, "undelivered", T0, error_code="30003")
+    assert await kit.receipts.record(sent) == n.id
+    assert await kit.receipts.record(handset) == n.id
+    assert await kit.receipts.of("t1", n.id) == [sent, handset]  # oldest first
+    assert await kit.receipts.of("t1", other.id) == []
+    # Another provider's message with the same id, an unknown id, another tenant: nothing.
+    assert (
+        await kit.receipts.record(Receipt("other-gw", "SM-1", ReceiptStatus.DELIVERED, "delivered", T0))
+        is None
+    )
+    assert (
+        await kit.receipts.record(Receipt("gw", "SM-404", ReceiptStatus.DELIVERED, "delivered", T0)) is None
+    )
+    assert await kit.receipts.of("t2", n.id) is None
+    stored = await kit.store.get("t1", n.id)
+    assert stored is not None and stored.status is Status.DELIVERED  # a receipt never changes the status

@@ -9,6 +9,8 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
+from pydantic import ValidationError
+
 from notify.logs import configure_logging
 from notify.settings import Settings, load_settings
 
@@ -143,6 +145,12 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _providers(settings: Settings, args: argparse.Namespace) -> int:
+    from notify.entrypoints.providers import run_check
+
+    return run_check(settings, args)
+
+
 def _dev(settings: Settings, args: argparse.Namespace) -> int:
     from notify.devtools.devstack import run_dev_stack
 
@@ -184,6 +192,16 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("id")
     keys.set_defaults(handler=_keys)
+    providers = sub.add_parser("providers", help="check the configured providers")
+    providers_sub = providers.add_subparsers(dest="action", required=True)
+    providers_check = providers_sub.add_parser(
+        "check", help="list each channel's providers (no secrets); --send-test sends through each one"
+    )
+    providers_check.add_argument("--send-test", metavar="RECIPIENT", default=None)
+    providers_check.add_argument(
+        "--channel", choices=["sms", "email", "push"], default=None, help="default: from the recipient"
+    )
+    providers.set_defaults(handler=_providers)
     dev = sub.add_parser("dev", help="run the whole stack locally (PostgreSQL, Tansu, sandbox, API, worker)")
     dev.add_argument("--api-port", type=int, default=8080)
     dev.add_argument("--sandbox-port", type=int, default=9100)
@@ -193,7 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ValidationError as exc:  # secrets are SecretStr: never in the message
+        print(f"notify: the configuration (NOTIFY_* variables) is invalid:\n{exc}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level, json_lines=settings.log_json)
     handler: Callable[[Settings, argparse.Namespace], int] = args.handler
     try:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
 from aiohttp import web
 
+from notify.adapters.http.callbacks import add_callback_routes
 from notify.adapters.http.contract import Route
 from notify.adapters.http.errors import deadline_middleware, error_middleware
 from notify.adapters.http.handlers import health, readiness_response
@@ -71,5 +72,6 @@ def create_app(
     app.cleanup_ctx.append(resources)
     app.on_shutdown.append(_close_websockets)
     add_routes(app, ROUTES)
+    add_callback_routes(app)
     add_docs_routes(app)
     return app

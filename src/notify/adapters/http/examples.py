@@ -23,6 +23,7 @@ from notify.adapters.http.responses import (
     NotificationOut,
     PageOut,
     ReadyOut,
+    ReceiptListOut,
     TemplateOut,
 )
 from notify.app.operations import DeliveryState
@@ -31,6 +32,7 @@ from notify.domain.delivery import AttemptOutcome, AttemptRecord
 from notify.domain.model import Batch, Channel, Notification, Priority, Status
 from notify.domain.pauses import PauseState
 from notify.domain.queries import Page
+from notify.domain.receipts import Receipt, ReceiptStatus
 from notify.domain.templates import Template
 
 # --- examples -----------------------------------------------------------------------------------------------
@@ -154,6 +156,22 @@ DEAD_LETTER_REPLAY = example(DeadLetterReplayOut(dry_run=False, matched=1200, re
 _TOKEN = "ntl_3q2-7wEvFy8kY1cI5u0dJm3xq4R0bZlK8sPe1n0aT2g"
 _TOKEN_EXPIRES = datetime(2025, 1, 15, 10, 31, tzinfo=UTC)
 LIVE_TOKEN = example(LiveTokenOut(token=_TOKEN, expires_at=_TOKEN_EXPIRES, url=f"/ws?token={_TOKEN}"))
+RECEIPTS = example(
+    ReceiptListOut.of(
+        [
+            Receipt(
+                "twilio", "SM5ef8732a3c49700934481addd5ce1659", ReceiptStatus.IN_TRANSIT, "sent", _SENT_AT
+            ),
+            Receipt(
+                "twilio",
+                "SM5ef8732a3c49700934481addd5ce1659",
+                ReceiptStatus.DELIVERED,
+                "delivered",
+                datetime(2025, 1, 15, 10, 30, 3, tzinfo=UTC),
+            ),
+        ]
+    )
+)
 HEALTHY = example(HealthOut(status="ok"))
 READY = example(
     ReadyOut(

@@ -25,6 +25,7 @@ from notify.adapters.http.responses import (
     NotificationOut,
     PageOut,
     ReadyOut,
+    ReceiptListOut,
 )
 from notify.adapters.http.schemas import (
     BatchIn,
@@ -38,7 +39,7 @@ from notify.adapters.http.schemas import (
     NotificationIn,
     decode_cursor,
 )
-from notify.adapters.http.state import CORRELATION, LIVE, STATS, ReadinessCheck, services
+from notify.adapters.http.state import CORRELATION, LIVE, RECEIPTS, STATS, ReadinessCheck, services
 from notify.adapters.telemetry.metrics import count_accepted
 from notify.domain.errors import FieldError, Forbidden, ValidationFailed
 from notify.domain.queries import DeadLetterQuery, ListQuery
@@ -156,6 +157,11 @@ async def cancel_notification(request: web.Request) -> Reply:
 async def list_attempts(request: web.Request) -> Reply:
     ledger = await services(request).operations.attempts(tenant_of(request), _notification_id(request))
     return Reply(AttemptListOut.of(ledger))
+
+
+async def list_receipts(request: web.Request) -> Reply:
+    receipts = await request.app[RECEIPTS].of(tenant_of(request), _notification_id(request))
+    return Reply(ReceiptListOut.of(receipts))
 
 
 async def replay_notification(request: web.Request) -> Reply:

@@ -19,6 +19,7 @@ from notify.domain.delivery import AttemptOutcome, AttemptRecord
 from notify.domain.model import Batch, Channel, Notification, Priority, Status
 from notify.domain.pauses import PauseState
 from notify.domain.queries import Page
+from notify.domain.receipts import Receipt, ReceiptStatus
 from notify.domain.templates import Template
 from notify.domain.validation import sms_segments
 
@@ -166,6 +167,42 @@ class AttemptListOut(_Out):
     @classmethod
     def of(cls, ledger: Iterable[AttemptRecord]) -> Self:
         return cls(data=[AttemptOut.of(a) for a in ledger])
+
+
+class ReceiptOut(_Out):
+    """What a provider reported after it accepted the notification: the outcome at the handset or mailbox."""
+
+    provider: str
+    provider_message_id: str
+    status: ReceiptStatus = Field(
+        description="delivered (the handset or mailbox has it), undelivered, bounced, complained, or "
+        "in_transit (on its way)."
+    )
+    provider_status: str = Field(description="The provider's own word for it, e.g. Twilio's `undelivered`.")
+    error_code: str | None = Field(description="The provider's error code, when it gave one.")
+    received_at: datetime
+
+    @classmethod
+    def of(cls, r: Receipt) -> Self:
+        return cls(
+            provider=r.provider,
+            provider_message_id=r.provider_message_id,
+            status=r.status,
+            provider_status=r.provider_status,
+            error_code=r.error_code,
+            received_at=r.received_at,
+        )
+
+
+class ReceiptListOut(_Out):
+    """A notification's receipts, oldest first: empty until its provider reports one (not every provider
+    does; see docs/providers.md)."""
+
+    data: list[ReceiptOut]
+
+    @classmethod
+    def of(cls, receipts: Iterable[Receipt]) -> Self:
+        return cls(data=[ReceiptOut.of(r) for r in receipts])
 
 
 class BatchSummaryOut(_Out):

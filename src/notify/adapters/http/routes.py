@@ -29,6 +29,7 @@ from notify.adapters.http.examples import (
     PAGE,
     PUSH_IN,
     READY,
+    RECEIPTS,
     RESUMED,
     SMS_IN,
     TEMPLATE,
@@ -45,6 +46,7 @@ from notify.adapters.http.responses import (
     NotificationOut,
     PageOut,
     ReadyOut,
+    ReceiptListOut,
     TemplateOut,
     TemplatePageOut,
 )
@@ -196,6 +198,24 @@ def _notification_routes() -> list[Route]:
                     ),
                 ),
                 _WITH_ID,
+                path_id="notification id",
+            ),
+        ),
+        Route(
+            "GET",
+            "/api/v1/notifications/{id}/receipts",
+            handlers.list_receipts,
+            Operation(
+                "listReceipts",
+                "What the provider reported after accepting a notification",
+                "notifications",
+                (Success(200, ReceiptListOut, "The receipts, oldest first.", RECEIPTS),),
+                _WITH_ID,
+                description=(
+                    "`delivered` as a notification's status means the provider accepted it; a receipt is "
+                    "what the provider reports later about the handset or mailbox (Twilio's status "
+                    "callback), when it offers one. A receipt never changes the notification's status."
+                ),
                 path_id="notification id",
             ),
         ),

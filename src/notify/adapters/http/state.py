@@ -12,6 +12,7 @@ from notify.adapters.http.live import LiveEndpoint
 from notify.app.auth import Authenticator
 from notify.app.notifications import NotificationService
 from notify.app.operations import Operations
+from notify.app.receipts import ReceiptService
 from notify.app.stats import StatsService
 from notify.app.templates import TemplateService
 
@@ -34,6 +35,7 @@ SERVICES = web.AppKey("services", ApiServices)
 LIVE = web.AppKey("live", LiveEndpoint)
 TEMPLATES = web.AppKey("templates", TemplateService)
 STATS = web.AppKey("stats", StatsService)
+RECEIPTS = web.AppKey("receipts", ReceiptService)
 CORRELATION = web.RequestKey("correlation_id", str)
 MAX_BODY_BYTES = web.AppKey("max_body_bytes", int)  # NOTIFY_MAX_BODY_BYTES: a batch's limit
 

@@ -1,0 +1,2 @@
+DROP INDEX notifications_provider_message;
+DROP TABLE delivery_receipts;

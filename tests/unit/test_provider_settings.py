@@ -1,0 +1,118 @@
+"""Providers are configured per channel as a list of typed entries; each type builds its adapter, and secrets
+never show in a repr or an error."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+import pytest
+from pydantic import ValidationError
+
+from notify.adapters.provider.http import HttpProvider
+from notify.adapters.provider.smtp import SmtpProvider
+from notify.adapters.provider.twilio import TwilioProvider
+from notify.bootstrap import build_provider
+from notify.settings import ProviderSettings, Settings, SmtpProviderSettings
+
+SMTP = {
+    "type": "smtp",
+    "name": "relay",
+    "host": "smtp.example.com",
+    "sender": "notify@example.com",
+    "username": "u",
+    "password": "hunter2-secret",
+}
+
+
+def settings(providers: object) -> Settings:
+    return Settings(providers=json.loads(json.dumps(providers)))
+
+
+async def test_an_entry_without_a_type_is_the_http_gateway_and_smtp_is_chosen_by_type() -> None:
+    configured = settings({"email": [SMTP, {"name": "gateway", "url": "http://gw/send"}]})
+    relay, gateway = configured.providers_for("email")
+    assert isinstance(relay, SmtpProviderSettings) and relay.port == 587 and relay.tls == "starttls"
+    assert isinstance(gateway, ProviderSettings) and gateway.type == "http"
+    async with aiohttp.ClientSession() as http:
+        assert isinstance(build_provider(relay, http), SmtpProvider)
+        assert isinstance(build_provider(gateway, http), HttpProvider)
+
+
+def test_the_smtp_password_never_shows() -> None:
+    configured = settings({"email": [SMTP]})
+    assert "hunter2" not in repr(configured) and "hunter2" not in str(configured.providers_for("email"))
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {**SMTP, "tls": "sometimes"},  # a field error
+        {**SMTP, "type": "smpt"},  # an unknown type: the whole entry is the input
+        {**SMTP, "port": "x", "surprise": 1},
+        {
+            "type": "twilio",
+            "name": "t",
+            "account_sid": "AC" + "a" * 32,
+            "auth_token": "hunter2-secret",
+            "from_number": "+15005550006",
+            "messaging_service_sid": "MG" + "c" * 32,
+        },  # an entry-level rule
+    ],
+)
+def test_a_configuration_error_never_echoes_a_secret(entry: dict[str, object]) -> None:
+    with pytest.raises(ValidationError) as refused:
+        settings({"email": [entry]})
+    assert "hunter2" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {**SMTP, "type": "carrier-pigeon"},
+        {k: v for k, v in SMTP.items() if k != "host"},
+        {**SMTP, "port": 0},
+        {**SMTP, "url": "http://not-for-smtp"},
+    ],
+)
+def test_a_wrong_entry_is_refused_at_start(entry: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        settings({"email": [entry]})
+
+
+TWILIO = {
+    "type": "twilio",
+    "name": "twilio",
+    "account_sid": "AC" + "a" * 32,
+    "auth_token": "tw-token-secret",
+    "from_number": "+15005550006",
+}
+
+
+async def test_a_twilio_entry_builds_the_twilio_adapter_and_hides_its_token() -> None:
+    configured = settings({"sms": [TWILIO]})
+    [entry] = configured.providers_for("sms")
+    assert "tw-token-secret" not in repr(configured)
+    async with aiohttp.ClientSession() as http:
+        assert isinstance(build_provider(entry, http), TwilioProvider)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {**TWILIO, "account_sid": "not-a-sid"},
+        {k: v for k, v in TWILIO.items() if k != "auth_token"},  # no credential
+        {**TWILIO, "api_key_sid": "SK" + "b" * 32, "api_key_secret": "s"},  # two credentials
+        {k: v for k, v in TWILIO.items() if k != "from_number"},  # no sender
+        {**TWILIO, "messaging_service_sid": "MG" + "c" * 32},  # two senders
+        {
+            **{k: v for k, v in TWILIO.items() if k != "auth_token"},
+            "api_key_sid": "SK" + "b" * 32,
+            "api_key_secret": "s",
+            "status_callback_url": "https://notify.example/api/v1/receipts/twilio/twilio",
+        },  # receipts are signed with the auth token
+    ],
+)
+def test_a_wrong_twilio_entry_is_refused_at_start(entry: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        settings({"sms": [entry]})
