@@ -42,6 +42,8 @@ from notify.adapters.postgres.receipts import PgReceipts
 from notify.adapters.postgres.stats import PgDeliveryStats
 from notify.adapters.postgres.sweeps import PgSweeps
 from notify.adapters.postgres.templates import PgTemplateStore
+from notify.adapters.provider.apns import APNS_PRODUCTION, APNS_SANDBOX, ApnsConfig, ApnsProvider
+from notify.adapters.provider.fcm import FcmProvider, ServiceAccount
 from notify.adapters.provider.http import HttpProvider
 from notify.adapters.provider.smtp import SmtpConfig, SmtpProvider
 from notify.adapters.provider.twilio import TwilioConfig, TwilioProvider
@@ -68,7 +70,14 @@ from notify.domain.model import Channel, Priority
 from notify.domain.retry import RetryPolicy
 from notify.ports.clock import Clock
 from notify.ports.provider import DeliveryProvider
-from notify.settings import AnyProvider, Settings, SmtpProviderSettings, TwilioProviderSettings
+from notify.settings import (
+    AnyProvider,
+    ApnsProviderSettings,
+    FcmProviderSettings,
+    Settings,
+    SmtpProviderSettings,
+    TwilioProviderSettings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -308,8 +317,33 @@ def twilio_callbacks(settings: Settings) -> dict[str, TwilioCallback]:
     }
 
 
-def build_provider(config: AnyProvider, http: aiohttp.ClientSession) -> DeliveryProvider:
-    """The adapter for one configured provider, by its type."""
+def build_provider(
+    config: AnyProvider, http: aiohttp.ClientSession, resources: AsyncExitStack
+) -> DeliveryProvider:
+    """The adapter for one configured provider, by its type; what it opens is closed with ``resources``."""
+    if isinstance(config, ApnsProviderSettings):
+        apns = ApnsProvider(
+            config.name,
+            ApnsConfig(
+                team_id=config.team_id,
+                key_id=config.key_id,
+                private_key=config.private_key.get_secret_value(),
+                topic=config.topic,
+                base_url=config.base_url or (APNS_SANDBOX if config.sandbox else APNS_PRODUCTION),
+                ca_file=config.ca_file,
+                timeout_s=config.timeout_s,
+            ),
+        )
+        resources.push_async_callback(apns.aclose)
+        return apns
+    if isinstance(config, FcmProviderSettings):
+        return FcmProvider(
+            config.name,
+            ServiceAccount.from_json(config.service_account.get_secret_value()),
+            http,
+            base_url=config.base_url,
+            timeout_s=config.timeout_s,
+        )
     if isinstance(config, TwilioProviderSettings):
         key_sid, key_secret = config.api_key_sid, config.api_key_secret
         secret = key_secret if key_secret is not None else config.auth_token
@@ -352,12 +386,14 @@ def build_provider(config: AnyProvider, http: aiohttp.ClientSession) -> Delivery
     )
 
 
-def build_routes(settings: Settings, http: aiohttp.ClientSession) -> dict[Channel, list[Route]]:
+def build_routes(
+    settings: Settings, http: aiohttp.ClientSession, resources: AsyncExitStack
+) -> dict[Channel, list[Route]]:
     """Each channel's providers in failover order, each behind its own breaker (per channel and provider)."""
     return {
         channel: [
             Route(
-                build_provider(p, http),
+                build_provider(p, http, resources),
                 AioCircuitBreaker(
                     f"{channel.value}:{p.name}",
                     fail_max=settings.breaker_fail_max,
@@ -445,7 +481,7 @@ async def build_worker(settings: Settings, resources: AsyncExitStack) -> Worker:
         on_enqueued=relay.wake,
         queue=KafkaDispatchQueue(probe, settings.topic_for_priority),
     )
-    routes = build_routes(settings, http)
+    routes = build_routes(settings, http, resources)
     resources.callback(metrics.register_breakers(r.breaker for rs in routes.values() for r in rs))
     deliverer = Deliverer(
         PgDeliveryLedger(pool),

@@ -6,6 +6,7 @@ runs at import time.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, model_validator
@@ -76,7 +77,64 @@ class TwilioProviderSettings(BaseModel):
         return self
 
 
-AnyProvider = ProviderSettings | SmtpProviderSettings | TwilioProviderSettings
+class FcmProviderSettings(BaseModel):
+    """Push through Firebase Cloud Messaging HTTP v1 (``type`` "fcm") with a service account key."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    type: Literal["fcm"]
+    name: str = Field(min_length=1)
+    service_account: SecretStr = Field(
+        description="the service account key file's JSON (project_id, client_email, private_key, token_uri)"
+    )
+    base_url: str = "https://fcm.googleapis.com"
+    timeout_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _a_usable_key(self) -> Self:
+        try:
+            key = json.loads(self.service_account.get_secret_value())
+        except ValueError:
+            key = None
+        needed = ("project_id", "client_email", "private_key")
+        if not isinstance(key, dict) or not all(isinstance(key.get(k), str) and key[k] for k in needed):
+            # Never the key itself in the message.
+            raise ValueError(
+                f"service_account must be a service account key's JSON, with {', '.join(needed)}"
+            )
+        return self
+
+
+class ApnsProviderSettings(BaseModel):
+    """Push to Apple devices through APNs (``type`` "apns") with token-based authentication."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    type: Literal["apns"]
+    name: str = Field(min_length=1)
+    team_id: str = Field(pattern=r"^[A-Z0-9]{10}$")
+    key_id: str = Field(pattern=r"^[A-Z0-9]{10}$")
+    private_key: SecretStr = Field(description="the .p8 signing key's PEM text")
+    topic: str = Field(min_length=1, description="the app's bundle id")
+    sandbox: bool = Field(False, description="the development environment (api.sandbox.push.apple.com)")
+    base_url: str | None = Field(None, description="instead of Apple's production or sandbox host")
+    ca_file: str | None = None
+    timeout_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _a_pem_key(self) -> Self:
+        if "PRIVATE KEY-----" not in self.private_key.get_secret_value():
+            raise ValueError("private_key must be the .p8 key's PEM text (-----BEGIN PRIVATE KEY-----...)")
+        return self
+
+
+AnyProvider = (
+    ProviderSettings
+    | SmtpProviderSettings
+    | TwilioProviderSettings
+    | FcmProviderSettings
+    | ApnsProviderSettings
+)
 
 
 def _provider_type(value: Any) -> str:
@@ -88,7 +146,9 @@ def _provider_type(value: Any) -> str:
 AnyProviderSettings = Annotated[
     Annotated[ProviderSettings, Tag("http")]
     | Annotated[SmtpProviderSettings, Tag("smtp")]
-    | Annotated[TwilioProviderSettings, Tag("twilio")],
+    | Annotated[TwilioProviderSettings, Tag("twilio")]
+    | Annotated[FcmProviderSettings, Tag("fcm")]
+    | Annotated[ApnsProviderSettings, Tag("apns")],
     Discriminator(_provider_type),
 ]
 
@@ -180,7 +240,7 @@ class Settings(BaseSettings):
     #   {"sms": [{"name": "a", "url": "http://...", "timeout_s": 5, "hmac_secret": "..."}, {...}],
     #    "email": [{"type": "smtp", "name": "relay", "host": "smtp.example.com", "sender": "n@example.com",
     #               "username": "...", "password": "..."}], ...}
-    # Each entry has a "type": "http" (the default), "smtp" or "twilio" (docs/providers.md).
+    # Each entry has a "type": "http" (the default), "smtp", "twilio", "fcm" or "apns" (docs/providers.md).
     # A channel left out uses the single provider below.
     providers: dict[str, list[AnyProviderSettings]] = Field(default_factory=dict)
     provider_name: str = "sandbox"

@@ -4,6 +4,7 @@ never show in a repr or an error."""
 from __future__ import annotations
 
 import json
+from contextlib import AsyncExitStack
 
 import aiohttp
 import pytest
@@ -34,9 +35,9 @@ async def test_an_entry_without_a_type_is_the_http_gateway_and_smtp_is_chosen_by
     relay, gateway = configured.providers_for("email")
     assert isinstance(relay, SmtpProviderSettings) and relay.port == 587 and relay.tls == "starttls"
     assert isinstance(gateway, ProviderSettings) and gateway.type == "http"
-    async with aiohttp.ClientSession() as http:
-        assert isinstance(build_provider(relay, http), SmtpProvider)
-        assert isinstance(build_provider(gateway, http), HttpProvider)
+    async with aiohttp.ClientSession() as http, AsyncExitStack() as resources:
+        assert isinstance(build_provider(relay, http, resources), SmtpProvider)
+        assert isinstance(build_provider(gateway, http, resources), HttpProvider)
 
 
 def test_the_smtp_password_never_shows() -> None:
@@ -93,8 +94,8 @@ async def test_a_twilio_entry_builds_the_twilio_adapter_and_hides_its_token() ->
     configured = settings({"sms": [TWILIO]})
     [entry] = configured.providers_for("sms")
     assert "tw-token-secret" not in repr(configured)
-    async with aiohttp.ClientSession() as http:
-        assert isinstance(build_provider(entry, http), TwilioProvider)
+    async with aiohttp.ClientSession() as http, AsyncExitStack() as resources:
+        assert isinstance(build_provider(entry, http, resources), TwilioProvider)
 
 
 @pytest.mark.parametrize(

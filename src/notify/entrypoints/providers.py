@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
+from contextlib import AsyncExitStack
 from typing import TextIO
 
 import aiohttp
@@ -17,7 +19,14 @@ from notify.domain.errors import ProviderError
 from notify.domain.ids import uuid7_at
 from notify.domain.model import Channel
 from notify.ports.provider import ProviderMessage
-from notify.settings import AnyProvider, ProviderSettings, Settings, SmtpProviderSettings
+from notify.settings import (
+    AnyProvider,
+    ApnsProviderSettings,
+    FcmProviderSettings,
+    ProviderSettings,
+    Settings,
+    SmtpProviderSettings,
+)
 
 TEST_CONTENT = "A test message from notify (notify providers check)."
 
@@ -30,6 +39,12 @@ def describe(provider: AnyProvider) -> str:
     if isinstance(provider, SmtpProviderSettings):
         auth = f", as {provider.username}" if provider.username else ""
         return f"smtp {provider.host}:{provider.port} ({provider.tls}{auth}), from {provider.sender}"
+    if isinstance(provider, ApnsProviderSettings):
+        where = provider.base_url or ("sandbox" if provider.sandbox else "production")
+        return f"apns team {provider.team_id} key {provider.key_id}, topic {provider.topic} ({where})"
+    if isinstance(provider, FcmProviderSettings):
+        project = json.loads(provider.service_account.get_secret_value())["project_id"]
+        return f"fcm project {project} at {provider.base_url}"
     sender = provider.messaging_service_sid or provider.from_number
     receipts = ", receipts" if provider.status_callback_url else ""
     return f"twilio account {provider.account_sid}, from {sender}{receipts}"
@@ -54,7 +69,7 @@ async def check(settings: Settings, send_to: str | None, channel: Channel | None
     channel = channel or channel_of(send_to)
     print(f"sending a test {channel.value} to {send_to} through each {channel.value} provider:", file=out)
     failed = 0
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession() as http, AsyncExitStack() as resources:
         for provider in settings.providers_for(channel.value):
             message = ProviderMessage(
                 notification_id=uuid7_at(SystemClock().now()),
@@ -65,7 +80,7 @@ async def check(settings: Settings, send_to: str | None, channel: Channel | None
                 subject="notify test" if channel is Channel.EMAIL else None,
             )
             try:
-                receipt = await build_provider(provider, http).send(message)
+                receipt = await build_provider(provider, http, resources).send(message)
             except ProviderError as exc:
                 failed += 1
                 kind = "transient" if exc.retriable else "permanent"

@@ -42,6 +42,11 @@ ACCEPTED = Counter(
 WS_CLIENTS = Gauge("notify_ws_clients", "WebSocket clients connected to this process")
 WS_EVENTS = Counter("notify_ws_events_sent_total", "Status events queued to WebSocket clients")
 WS_DROPPED = Counter("notify_ws_clients_dropped_total", "WebSocket clients closed for falling behind")
+PUSH_TOKENS_UNREGISTERED = Counter(
+    "notify_push_tokens_unregistered_total",
+    "Push tokens a provider said are no longer registered (drop them)",
+    ["provider"],
+)
 RECEIPTS_REPORTED = Counter(
     "notify_receipts_total",
     "Receipts providers reported (handset or mailbox outcomes)",

@@ -1,0 +1,70 @@
+"""Push through the real worker to stand-ins for FCM HTTP v1 (and its OAuth2 token endpoint): delivered after
+failing over from a project whose FCM answers 503, an unregistered token dead-lettered and said so."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from tests.conftest import Stack
+from tests.e2e.test_smtp_delivery import attempts
+from tests.standins.fcm import FcmStandIn
+from tests.support import eventually
+
+
+@pytest.fixture
+async def two_fcms() -> AsyncIterator[tuple[FcmStandIn, FcmStandIn]]:
+    down, up = FcmStandIn(fail_next=[503] * 1000), FcmStandIn()
+    async with TestServer(down.app(), host="127.0.0.1") as a, TestServer(up.app(), host="127.0.0.1") as b:
+        down.base_url, up.base_url = str(a.make_url("")).rstrip("/"), str(b.make_url("")).rstrip("/")
+        yield down, up
+
+
+async def test_push_through_fcm_fails_over_and_dead_letters_an_unregistered_token(
+    stack: Stack, two_fcms: tuple[FcmStandIn, FcmStandIn]
+) -> None:
+    down, up = two_fcms
+    providers = {
+        "push": [
+            {
+                "type": "fcm",
+                "name": name,
+                "service_account": fcm.service_account_json(),
+                "base_url": fcm.base_url,
+            }
+            for name, fcm in (("fcm-down", down), ("fcm", up))
+        ]
+    }
+    await stack.start_api()
+    await stack.start_worker(providers=json.dumps(providers), breaker_fail_max="100")
+
+    async def post_push(token: str) -> str:
+        status, body = await stack.post(
+            {"channel": "push", "recipient": token, "content": "Shipped", "subject": "Order"}
+        )
+        assert status == 201, body
+        return str(body["id"])
+
+    delivered, gone = await post_push("device-token-1"), await post_push("unregistered-device")
+
+    async def finished() -> dict[str, dict[str, Any]] | None:
+        found = {n: await stack.get(n) for n in (delivered, gone)}
+        return found if all(f["status"] in ("delivered", "failed") for f in found.values()) else None
+
+    final = await eventually(finished, timeout_s=60, what="both pushes finished")
+    assert final[delivered]["status"] == "delivered" and final[delivered]["provider"] == "fcm"
+    assert final[delivered]["provider_message_id"].startswith("projects/notify-test/messages/")
+    [message] = up.messages
+    assert message["token"] == "device-token-1"
+    assert message["notification"] == {"title": "Order", "body": "Shipped"}
+    assert message["data"] == {"notification_id": delivered}
+    ledger = [(a["provider"], a["outcome"], a["http_status"]) for a in await attempts(stack, delivered)]
+    assert ledger == [("fcm-down", "transient", 503), ("fcm", "delivered", None)]
+
+    assert final[gone]["status"] == "failed"
+    assert "UNREGISTERED" in final[gone]["error_message"] and "drop the token" in final[gone]["error_message"]
+    assert up.token_requests == 1  # one access token for every send
