@@ -45,6 +45,7 @@ from notify.adapters.postgres.templates import PgTemplateStore
 from notify.adapters.provider.apns import APNS_PRODUCTION, APNS_SANDBOX, ApnsConfig, ApnsProvider
 from notify.adapters.provider.fcm import FcmProvider, ServiceAccount
 from notify.adapters.provider.http import HttpProvider
+from notify.adapters.provider.ses import SesConfig, SesProvider
 from notify.adapters.provider.smtp import SmtpConfig, SmtpProvider
 from notify.adapters.provider.twilio import TwilioConfig, TwilioProvider
 from notify.adapters.resilience import AioCircuitBreaker, ChannelRateLimiter
@@ -74,6 +75,7 @@ from notify.settings import (
     AnyProvider,
     ApnsProviderSettings,
     FcmProviderSettings,
+    SesProviderSettings,
     Settings,
     SmtpProviderSettings,
     TwilioProviderSettings,
@@ -336,6 +338,22 @@ def build_provider(
         )
         resources.push_async_callback(apns.aclose)
         return apns
+    if isinstance(config, SesProviderSettings):
+        token = config.session_token
+        return SesProvider(
+            config.name,
+            SesConfig(
+                region=config.region,
+                access_key_id=config.access_key_id,
+                secret_access_key=config.secret_access_key.get_secret_value(),
+                sender=config.sender,
+                session_token=token.get_secret_value() if token else None,
+                configuration_set=config.configuration_set,
+                endpoint_url=config.endpoint_url,
+                timeout_s=config.timeout_s,
+            ),
+            http,
+        )
     if isinstance(config, FcmProviderSettings):
         return FcmProvider(
             config.name,

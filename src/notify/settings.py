@@ -128,9 +128,27 @@ class ApnsProviderSettings(BaseModel):
         return self
 
 
+class SesProviderSettings(BaseModel):
+    """Email through Amazon SES's v2 API (``type`` "ses"), signed with an access key."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    type: Literal["ses"]
+    name: str = Field(min_length=1)
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")
+    access_key_id: str = Field(min_length=16)
+    secret_access_key: SecretStr
+    session_token: SecretStr | None = None
+    sender: str = Field(min_length=3, description="the From address (a verified identity)")
+    configuration_set: str | None = None
+    endpoint_url: str | None = Field(None, description="instead of https://email.<region>.amazonaws.com")
+    timeout_s: float = Field(10.0, gt=0)
+
+
 AnyProvider = (
     ProviderSettings
     | SmtpProviderSettings
+    | SesProviderSettings
     | TwilioProviderSettings
     | FcmProviderSettings
     | ApnsProviderSettings
@@ -146,6 +164,7 @@ def _provider_type(value: Any) -> str:
 AnyProviderSettings = Annotated[
     Annotated[ProviderSettings, Tag("http")]
     | Annotated[SmtpProviderSettings, Tag("smtp")]
+    | Annotated[SesProviderSettings, Tag("ses")]
     | Annotated[TwilioProviderSettings, Tag("twilio")]
     | Annotated[FcmProviderSettings, Tag("fcm")]
     | Annotated[ApnsProviderSettings, Tag("apns")],
@@ -240,7 +259,8 @@ class Settings(BaseSettings):
     #   {"sms": [{"name": "a", "url": "http://...", "timeout_s": 5, "hmac_secret": "..."}, {...}],
     #    "email": [{"type": "smtp", "name": "relay", "host": "smtp.example.com", "sender": "n@example.com",
     #               "username": "...", "password": "..."}], ...}
-    # Each entry has a "type": "http" (the default), "smtp", "twilio", "fcm" or "apns" (docs/providers.md).
+    # Each entry has a "type": "http" (the default), "smtp", "ses", "twilio", "fcm" or "apns"
+    # (docs/providers.md).
     # A channel left out uses the single provider below.
     providers: dict[str, list[AnyProviderSettings]] = Field(default_factory=dict)
     provider_name: str = "sandbox"

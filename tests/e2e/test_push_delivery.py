@@ -1,10 +1,11 @@
-"""Push through the real worker to stand-ins for FCM HTTP v1 (and its OAuth2 token endpoint): delivered after
-failing over from a project whose FCM answers 503, an unregistered token dead-lettered and said so."""
+"""Push through the real worker to stand-ins for FCM HTTP v1 (with its OAuth2 token endpoint) and APNs (HTTP/2
+over TLS): delivered after failing over or after a retry, an unregistered token dead-lettered and said so."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from aiohttp.test_utils import TestServer
 
 from tests.conftest import Stack
 from tests.e2e.test_smtp_delivery import attempts
+from tests.standins.apns import KEY_ID, TEAM_ID, TOPIC, ApnsStandIn, serving
 from tests.standins.fcm import FcmStandIn
 from tests.support import eventually
 
@@ -43,9 +45,7 @@ async def test_push_through_fcm_fails_over_and_dead_letters_an_unregistered_toke
     await stack.start_worker(providers=json.dumps(providers), breaker_fail_max="100")
 
     async def post_push(token: str) -> str:
-        status, body = await stack.post(
-            {"channel": "push", "recipient": token, "content": "Shipped", "subject": "Order"}
-        )
+        status, body = await stack.post({"channel": "push", "recipient": token, "content": "Shipped"})
         assert status == 201, body
         return str(body["id"])
 
@@ -60,7 +60,7 @@ async def test_push_through_fcm_fails_over_and_dead_letters_an_unregistered_toke
     assert final[delivered]["provider_message_id"].startswith("projects/notify-test/messages/")
     [message] = up.messages
     assert message["token"] == "device-token-1"
-    assert message["notification"] == {"title": "Order", "body": "Shipped"}
+    assert message["notification"] == {"body": "Shipped"}
     assert message["data"] == {"notification_id": delivered}
     ledger = [(a["provider"], a["outcome"], a["http_status"]) for a in await attempts(stack, delivered)]
     assert ledger == [("fcm-down", "transient", 503), ("fcm", "delivered", None)]
@@ -68,3 +68,50 @@ async def test_push_through_fcm_fails_over_and_dead_letters_an_unregistered_toke
     assert final[gone]["status"] == "failed"
     assert "UNREGISTERED" in final[gone]["error_message"] and "drop the token" in final[gone]["error_message"]
     assert up.token_requests == 1  # one access token for every send
+
+
+async def test_push_through_apns_is_delivered_retried_and_dead_letters_an_unregistered_device(
+    stack: Stack, tmp_path: Path
+) -> None:
+    standin = ApnsStandIn(fail_next=[(503, "ServiceUnavailable")])
+    async with serving(standin, tmp_path) as (url, ca_file):
+        apns = {
+            "type": "apns",
+            "name": "apns",
+            "team_id": TEAM_ID,
+            "key_id": KEY_ID,
+            "private_key": standin.private_key_pem(),
+            "topic": TOPIC,
+            "base_url": url,
+            "ca_file": ca_file,
+        }
+        await stack.start_api()
+        await stack.start_worker(providers=json.dumps({"push": [apns]}), retry_base_s="0.2")
+        device, gone = "a" * 64, "gone" + "0" * 60
+
+        async def post_push(token: str) -> str:
+            status, body = await stack.post({"channel": "push", "recipient": token, "content": "Shipped"})
+            assert status == 201, body
+            return str(body["id"])
+
+        delivered = await post_push(device)  # the first call meets the 503, the retry goes through
+
+        async def done(notification_id: str) -> dict[str, Any] | None:
+            n = await stack.get(notification_id)
+            return n if n["status"] in ("delivered", "failed") else None
+
+        first = await eventually(lambda: done(delivered), timeout_s=60, what="the push delivered")
+        assert (first["status"], first["attempts"], first["provider_message_id"]) == (
+            "delivered",
+            2,
+            delivered,
+        )
+        outcomes = [(a["attempt"], a["outcome"], a["http_status"]) for a in await attempts(stack, delivered)]
+        assert outcomes == [(1, "transient", 503), (2, "delivered", None)]
+        [pushed] = standin.pushes
+        assert (pushed["device"], pushed["headers"]["apns-id"]) == (device, delivered)
+
+        refused = await post_push(gone)
+        final = await eventually(lambda: done(refused), timeout_s=60, what="the unregistered push failed")
+        assert final["status"] == "failed" and "410 Unregistered" in final["error_message"]
+        assert standin.http_versions == {"2"}

@@ -43,9 +43,7 @@ async def test_sms_through_twilio_fails_over_retries_and_dead_letters(
         ]
     }
     await stack.start_api()
-    await stack.start_worker(
-        providers=json.dumps(providers), retry_base_s="0.2", max_retries_normal="2", breaker_fail_max="10"
-    )
+    await stack.start_worker(providers=json.dumps(providers), retry_base_s="0.2", breaker_fail_max="10")
 
     delivered = (await stack.send_sms("Your code is 123456"))["id"]
     invalid = (await stack.send_sms("Your code is 654321", recipient=INVALID_NUMBER))["id"]

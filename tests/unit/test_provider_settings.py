@@ -10,11 +10,15 @@ import aiohttp
 import pytest
 from pydantic import ValidationError
 
+from notify.adapters.provider.apns import ApnsProvider
+from notify.adapters.provider.fcm import FcmProvider
 from notify.adapters.provider.http import HttpProvider
 from notify.adapters.provider.smtp import SmtpProvider
 from notify.adapters.provider.twilio import TwilioProvider
 from notify.bootstrap import build_provider
 from notify.settings import ProviderSettings, Settings, SmtpProviderSettings
+from tests.standins.apns import ApnsStandIn
+from tests.standins.fcm import FcmStandIn
 
 SMTP = {
     "type": "smtp",
@@ -117,3 +121,39 @@ async def test_a_twilio_entry_builds_the_twilio_adapter_and_hides_its_token() ->
 def test_a_wrong_twilio_entry_is_refused_at_start(entry: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         settings({"sms": [entry]})
+
+
+FCM = {"type": "fcm", "name": "fcm", "service_account": None}
+APNS = {
+    "type": "apns",
+    "name": "apns",
+    "team_id": "TEAM123456",
+    "key_id": "KEY1234567",
+    "topic": "com.example.app",
+}
+
+
+async def test_push_entries_build_their_adapters_without_opening_anything() -> None:
+    fcm_key = FcmStandIn().service_account_json()
+    apns_key = ApnsStandIn().private_key_pem()
+    configured = settings({"push": [FCM | {"service_account": fcm_key}, APNS | {"private_key": apns_key}]})
+    fcm, apns = configured.providers_for("push")
+    assert fcm_key not in repr(configured) and apns_key not in repr(configured)
+    async with aiohttp.ClientSession() as http, AsyncExitStack() as resources:
+        assert isinstance(build_provider(fcm, http, resources), FcmProvider)
+        assert isinstance(build_provider(apns, http, resources), ApnsProvider)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        FCM | {"service_account": "not json"},
+        FCM | {"service_account": '{"project_id": "p", "client_email": "e"}'},  # no private_key
+        APNS | {"private_key": "hunter2-secret"},  # not a PEM key
+        APNS | {"private_key": "-----BEGIN PRIVATE KEY-----", "team_id": "short"},
+    ],
+)
+def test_a_wrong_push_entry_is_refused_without_echoing_the_key(entry: dict[str, object]) -> None:
+    with pytest.raises(ValidationError) as refused:
+        settings({"push": [entry]})
+    assert "hunter2" not in str(refused.value)

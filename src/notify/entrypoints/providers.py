@@ -24,6 +24,7 @@ from notify.settings import (
     ApnsProviderSettings,
     FcmProviderSettings,
     ProviderSettings,
+    SesProviderSettings,
     Settings,
     SmtpProviderSettings,
 )
@@ -39,6 +40,9 @@ def describe(provider: AnyProvider) -> str:
     if isinstance(provider, SmtpProviderSettings):
         auth = f", as {provider.username}" if provider.username else ""
         return f"smtp {provider.host}:{provider.port} ({provider.tls}{auth}), from {provider.sender}"
+    if isinstance(provider, SesProviderSettings):
+        where = provider.endpoint_url or provider.region
+        return f"ses {where} as {provider.access_key_id}, from {provider.sender}"
     if isinstance(provider, ApnsProviderSettings):
         where = provider.base_url or ("sandbox" if provider.sandbox else "production")
         return f"apns team {provider.team_id} key {provider.key_id}, topic {provider.topic} ({where})"

@@ -13,8 +13,6 @@ tree (docs/providers.md).
 
 from __future__ import annotations
 
-import html
-import re
 import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -24,6 +22,7 @@ from typing import Literal
 import aiosmtplib
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from notify.adapters.provider.email_content import is_html, plain_text_of
 from notify.adapters.telemetry.tracing import span_in
 from notify.domain.errors import PermanentProviderError, TransientProviderError
 from notify.domain.text import storable
@@ -31,8 +30,6 @@ from notify.ports.provider import ProviderMessage, ProviderReceipt
 
 TlsMode = Literal["starttls", "implicit", "none"]
 MAX_ERROR_CHARS = 300
-_HTML_START = re.compile(r"\s*<(!doctype\s+html|html)[\s>]", re.IGNORECASE)
-_TAG = re.compile(r"<[^>]+>")
 # Replies that say the account or its credentials are refused, not the message (RFC 4954).
 _AUTH_CODES = frozenset({454, 530, 534, 535, 538})
 
@@ -48,14 +45,6 @@ class SmtpConfig:
     timeout_s: float = 10.0
     ca_file: str | None = None  # trust this CA (a private relay); default: the system's
     message_id_domain: str | None = None  # default: the sender's domain
-
-
-def is_html(content: str) -> bool:
-    return _HTML_START.match(content) is not None
-
-
-def plain_text_of(document: str) -> str:
-    return html.unescape(_TAG.sub("", document)).strip()
 
 
 def build_message(config: SmtpConfig, message: ProviderMessage) -> EmailMessage:
