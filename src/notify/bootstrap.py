@@ -22,7 +22,7 @@ from aiokafka.errors import KafkaError
 from notify.adapters.clock import SystemClock
 from notify.adapters.http.app import create_app, create_worker_app
 from notify.adapters.http.auth import FailedAuthLimiter, KeyRateLimiter
-from notify.adapters.http.callbacks import CALLBACKS, Callbacks, TwilioCallback
+from notify.adapters.http.callbacks import CALLBACKS, Callbacks, SesCallback, TwilioCallback
 from notify.adapters.http.errors import REQUEST_DEADLINE_S, UNAVAILABLE_ERRORS
 from notify.adapters.http.live import LiveEndpoint
 from notify.adapters.http.state import LIVE, RECEIPTS, SERVICES, STATS, TEMPLATES, ApiServices
@@ -47,6 +47,7 @@ from notify.adapters.provider.fcm import FcmProvider, ServiceAccount
 from notify.adapters.provider.http import HttpProvider
 from notify.adapters.provider.ses import SesConfig, SesProvider
 from notify.adapters.provider.smtp import SmtpConfig, SmtpProvider
+from notify.adapters.provider.sns import SnsVerifier
 from notify.adapters.provider.twilio import TwilioConfig, TwilioProvider
 from notify.adapters.resilience import AioCircuitBreaker, ChannelRateLimiter
 from notify.adapters.telemetry import metrics
@@ -183,7 +184,8 @@ def build_api_app(settings: Settings) -> web.Application:
         stats = StatsService(PgDeliveryStats(pool), clock)
         app[STATS] = stats
         app[RECEIPTS] = ReceiptService(PgReceipts(pool))
-        app[CALLBACKS] = Callbacks(clock, twilio_callbacks(settings))
+        callback_http = aiohttp.ClientSession()  # SNS certificates and subscription confirmations
+        app[CALLBACKS] = Callbacks(clock, twilio_callbacks(settings), ses_callbacks(settings, callback_http))
         service = NotificationService(
             PgNotifications(pool),
             clock,
@@ -273,6 +275,7 @@ def build_api_app(settings: Settings) -> web.Application:
             await _background(stop, *tasks)
             await link.close()
             await engine.close()
+            await callback_http.close()
             await pool.close()
 
     app = create_app(settings.max_body_bytes, resources)
@@ -316,6 +319,16 @@ def twilio_callbacks(settings: Settings) -> dict[str, TwilioCallback]:
         for channel in Channel
         for p in settings.providers_for(channel.value)
         if isinstance(p, TwilioProviderSettings) and p.status_callback_url and p.auth_token
+    }
+
+
+def ses_callbacks(settings: Settings, http: aiohttp.ClientSession) -> dict[str, SesCallback]:
+    """The SES providers whose events come back through SNS (a topic configured), by name."""
+    return {
+        p.name: SesCallback(p.sns_topic_arn, SnsVerifier(http, url_pattern=p.sns_url_pattern), http)
+        for channel in Channel
+        for p in settings.providers_for(channel.value)
+        if isinstance(p, SesProviderSettings) and p.sns_topic_arn
     }
 
 

@@ -143,6 +143,15 @@ class SesProviderSettings(BaseModel):
     configuration_set: str | None = None
     endpoint_url: str | None = Field(None, description="instead of https://email.<region>.amazonaws.com")
     timeout_s: float = Field(10.0, gt=0)
+    sns_topic_arn: str | None = Field(
+        None,
+        description="the SNS topic the configuration set publishes events to, subscribed to this API's "
+        "/callbacks/ses/<name>: its events become receipts",
+    )
+    sns_url_pattern: str = Field(
+        r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/",
+        description="where SNS signing certificates and subscription confirmations may come from (AWS's own)",
+    )
 
 
 AnyProvider = (

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
+from notify.devtools.processes import free_port
 from tests.conftest import Stack
 from tests.e2e.test_smtp_delivery import attempts
 from tests.standins.apns import KEY_ID, TEAM_ID, TOPIC, ApnsStandIn, serving
@@ -115,3 +116,62 @@ async def test_push_through_apns_is_delivered_retried_and_dead_letters_an_unregi
         final = await eventually(lambda: done(refused), timeout_s=60, what="the unregistered push failed")
         assert final["status"] == "failed" and "410 Unregistered" in final["error_message"]
         assert standin.http_versions == {"2"}
+
+
+async def test_push_through_fcm_alone_is_retried(stack: Stack) -> None:
+    fcm = FcmStandIn(fail_next=[429])
+    async with TestServer(fcm.app(), host="127.0.0.1") as server:
+        fcm.base_url = str(server.make_url("")).rstrip("/")
+        entry = {
+            "type": "fcm",
+            "name": "fcm",
+            "service_account": fcm.service_account_json(),
+            "base_url": fcm.base_url,
+        }
+        await stack.start_api()
+        await stack.start_worker(providers=json.dumps({"push": [entry]}), retry_base_s="0.2")
+        status, body = await stack.post({"channel": "push", "recipient": "device-token-9", "content": "Hi"})
+        assert status == 201, body
+
+        async def delivered() -> dict[str, Any] | None:
+            n = await stack.get(body["id"])
+            return n if n["status"] == "delivered" else None
+
+        final = await eventually(delivered, timeout_s=60, what="the push delivered after a retry")
+        assert final["attempts"] == 2
+        outcomes = [(a["attempt"], a["outcome"], a["http_status"]) for a in await attempts(stack, body["id"])]
+        assert outcomes == [(1, "transient", 429), (2, "delivered", None)]
+
+
+async def test_push_fails_over_from_an_apns_that_does_not_answer(stack: Stack, tmp_path: Path) -> None:
+    standin = ApnsStandIn()
+    async with serving(standin, tmp_path) as (url, ca_file):
+        common = {
+            "type": "apns",
+            "team_id": TEAM_ID,
+            "key_id": KEY_ID,
+            "private_key": standin.private_key_pem(),
+            "topic": TOPIC,
+            "ca_file": ca_file,
+            "timeout_s": 2,
+        }
+        nobody = f"https://127.0.0.1:{free_port()}"
+        providers = {
+            "push": [
+                common | {"name": "apns-a", "base_url": nobody},
+                common | {"name": "apns-b", "base_url": url},
+            ]
+        }
+        await stack.start_api()
+        await stack.start_worker(providers=json.dumps(providers))
+        status, body = await stack.post({"channel": "push", "recipient": "c" * 64, "content": "Hi"})
+        assert status == 201, body
+
+        async def delivered() -> dict[str, Any] | None:
+            n = await stack.get(body["id"])
+            return n if n["status"] == "delivered" else None
+
+        final = await eventually(delivered, timeout_s=60, what="the push delivered by the second APNs")
+        assert final["provider"] == "apns-b"
+        ledger = [(a["provider"], a["outcome"]) for a in await attempts(stack, body["id"])]
+        assert ledger == [("apns-a", "transient"), ("apns-b", "delivered")]

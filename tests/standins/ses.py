@@ -53,6 +53,7 @@ def sigv4_signature(
 class SesStandIn:
     emails: list[dict[str, Any]] = field(default_factory=list)
     fail_next: list[tuple[int, str]] = field(default_factory=list)
+    rejected: set[str] = field(default_factory=set)  # recipients SES refuses (MessageRejected)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -99,6 +100,8 @@ class SesStandIn:
         to = email["Destination"]["ToAddresses"]
         if any("@" not in address for address in to):
             return self.error(400, "BadRequestException", "Invalid email address.")
+        if self.rejected & set(to):
+            return self.error(400, "MessageRejected", "Email address is on the suppression list.")
         message_id = f"0100018c{uuid.uuid4().hex}-000000"
         self.emails.append({"MessageId": message_id, **email})
         return web.json_response({"MessageId": message_id})

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 import notify
+from notify.adapters.http.callbacks import CALLBACKS_PREFIX
 from notify.adapters.http.contract import ERROR_RESPONSES, LOCATION, REPLAYED, Operation
 from notify.adapters.http.examples import BATCH_ID, NOTIFICATION_ID, TEMPLATE_ID
 from notify.adapters.http.responses import ErrorOut
@@ -296,16 +297,22 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
 # --- router vs. table (the router is built from the table: only a route added around it can differ) ---
 
 
+def _outside_the_api(path: str) -> bool:
+    """The documentation's own routes, and the provider callbacks (their shape is the provider's, documented
+    in docs/providers.md, not the client API's)."""
+    return _is_docs_route(path) or path.startswith(CALLBACKS_PREFIX)
+
+
 def _is_docs_route(path: str) -> bool:
     return path in (OPENAPI_PATH, DOCS_PATH, DOCS_INIT_PATH) or path.startswith(DOCS_STATIC_PREFIX)
 
 
 def routed(app: web.Application) -> set[tuple[str, str]]:
-    """(method, canonical path) of every route of ``app`` except HEAD (aiohttp adds it to each GET) and the
-    documentation's own routes."""
+    """(method, canonical path) of every route of ``app`` except HEAD (aiohttp adds it to each GET), the
+    documentation's own routes and the provider callbacks."""
     out: set[tuple[str, str]] = set()
     for route in app.router.routes():
-        if route.method == "HEAD" or route.resource is None or _is_docs_route(route.resource.canonical):
+        if route.method == "HEAD" or route.resource is None or _outside_the_api(route.resource.canonical):
             continue
         out.add((route.method, route.resource.canonical))
     return out
