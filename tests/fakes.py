@@ -41,6 +41,7 @@ from notify.ports.provider import ProviderMessage, ProviderReceipt
 from notify.ports.queue import Position, Waiting
 from notify.ports.stats import ChannelFigures
 from notify.ports.store import Publish
+from notify.ports.tenant_providers import StoredProviders
 
 
 def transition(n: Notification, target: Status, now: datetime, **changes: Any) -> Notification:
@@ -749,3 +750,24 @@ class FakeDispatchQueue:
     async def waiting(self) -> list[Waiting] | None:
         self.asked += 1
         return self.ranges
+
+
+class FakeTenantProviderStore:
+    """In-memory TenantProviderStore; ``reads`` counts gets (the worker's cache should spare most)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, Channel], StoredProviders] = {}
+        self.reads = 0
+
+    async def put(self, tenant_id: str, channel: Channel, providers: str, now: datetime) -> None:
+        self.rows[(tenant_id, channel)] = StoredProviders(providers, now)
+
+    async def get(self, tenant_id: str, channel: Channel) -> StoredProviders | None:
+        self.reads += 1
+        return self.rows.get((tenant_id, channel))
+
+    async def all(self, tenant_id: str) -> dict[Channel, StoredProviders]:
+        return {c: s for (t, c), s in self.rows.items() if t == tenant_id}
+
+    async def delete(self, tenant_id: str, channel: Channel) -> bool:
+        return self.rows.pop((tenant_id, channel), None) is not None

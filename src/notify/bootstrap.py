@@ -18,6 +18,8 @@ import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from cryptography.fernet import Fernet
+from pydantic import TypeAdapter
 
 from notify.adapters.clock import SystemClock
 from notify.adapters.http.app import create_app, create_worker_app
@@ -25,7 +27,16 @@ from notify.adapters.http.auth import FailedAuthLimiter, KeyRateLimiter
 from notify.adapters.http.callbacks import CALLBACKS, Callbacks, SesCallback, TwilioCallback
 from notify.adapters.http.errors import REQUEST_DEADLINE_S, UNAVAILABLE_ERRORS
 from notify.adapters.http.live import LiveEndpoint
-from notify.adapters.http.state import LIVE, RECEIPTS, SERVICES, STATS, TEMPLATES, ApiServices
+from notify.adapters.http.state import (
+    LIVE,
+    RECEIPTS,
+    ROUND_BUDGET_S,
+    SERVICES,
+    STATS,
+    TEMPLATES,
+    TENANT_PROVIDERS,
+    ApiServices,
+)
 from notify.adapters.kafka.consumer import PriorityConsumerLoop
 from notify.adapters.kafka.link import KafkaLink
 from notify.adapters.kafka.publisher import KafkaDispatchPublisher, make_producer
@@ -42,6 +53,7 @@ from notify.adapters.postgres.receipts import PgReceipts
 from notify.adapters.postgres.stats import PgDeliveryStats
 from notify.adapters.postgres.sweeps import PgSweeps
 from notify.adapters.postgres.templates import PgTemplateStore
+from notify.adapters.postgres.tenant_providers import PgTenantProviders
 from notify.adapters.provider.apns import APNS_PRODUCTION, APNS_SANDBOX, ApnsConfig, ApnsProvider
 from notify.adapters.provider.fcm import FcmProvider, ServiceAccount
 from notify.adapters.provider.http import HttpProvider
@@ -66,6 +78,7 @@ from notify.app.recovery import Recovery
 from notify.app.relay import OutboxRelay
 from notify.app.stats import StatsService
 from notify.app.templates import TemplateService
+from notify.app.tenant_providers import TenantProviders, TenantRoutes
 from notify.app.worker import BackgroundJob, Worker, WorkerLimits
 from notify.domain.errors import Overloaded, Unavailable
 from notify.domain.model import Channel, Priority
@@ -74,6 +87,7 @@ from notify.ports.clock import Clock
 from notify.ports.provider import DeliveryProvider
 from notify.settings import (
     AnyProvider,
+    AnyProviderSettings,
     ApnsProviderSettings,
     FcmProviderSettings,
     SesProviderSettings,
@@ -184,6 +198,8 @@ def build_api_app(settings: Settings) -> web.Application:
         stats = StatsService(PgDeliveryStats(pool), clock)
         app[STATS] = stats
         app[RECEIPTS] = ReceiptService(PgReceipts(pool))
+        app[TENANT_PROVIDERS] = TenantProviders(tenant_provider_store(settings, pool), clock)
+        app[ROUND_BUDGET_S] = settings.delivery_round_s()
         callback_http = aiohttp.ClientSession()  # SNS certificates and subscription confirmations
         app[CALLBACKS] = Callbacks(clock, twilio_callbacks(settings), ses_callbacks(settings, callback_http))
         service = NotificationService(
@@ -417,25 +433,66 @@ def build_provider(
     )
 
 
+def build_route(
+    settings: Settings,
+    breaker_name: str,
+    config: AnyProvider,
+    http: aiohttp.ClientSession,
+    resources: AsyncExitStack,
+) -> Route:
+    """One provider behind its own breaker."""
+    return Route(
+        build_provider(config, http, resources),
+        AioCircuitBreaker(
+            breaker_name,
+            fail_max=settings.breaker_fail_max,
+            reset_timeout_s=settings.breaker_reset_s,
+            half_open_max_calls=settings.breaker_half_open_calls,
+        ),
+    )
+
+
 def build_routes(
     settings: Settings, http: aiohttp.ClientSession, resources: AsyncExitStack
 ) -> dict[Channel, list[Route]]:
     """Each channel's providers in failover order, each behind its own breaker (per channel and provider)."""
     return {
         channel: [
-            Route(
-                build_provider(p, http, resources),
-                AioCircuitBreaker(
-                    f"{channel.value}:{p.name}",
-                    fail_max=settings.breaker_fail_max,
-                    reset_timeout_s=settings.breaker_reset_s,
-                    half_open_max_calls=settings.breaker_half_open_calls,
-                ),
-            )
+            build_route(settings, f"{channel.value}:{p.name}", p, http, resources)
             for p in settings.providers_for(channel.value)
         ]
         for channel in Channel
     }
+
+
+_PROVIDER_LIST = TypeAdapter(list[AnyProviderSettings])
+
+
+def build_tenant_routes(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    clock: Clock,
+    http: aiohttp.ClientSession,
+    resources: AsyncExitStack,
+) -> TenantRoutes | None:
+    """Tenants' own providers (None when the server keeps no tenant credentials): each behind a breaker of its
+    own, per channel, tenant and provider."""
+    store = tenant_provider_store(settings, pool)
+    if store is None:
+        return None
+
+    def build(tenant_id: str, channel: Channel, providers: str) -> list[Route]:
+        return [
+            build_route(settings, f"{channel.value}:{tenant_id}:{p.name}", p, http, resources)
+            for p in _PROVIDER_LIST.validate_json(providers)
+        ]
+
+    return TenantRoutes(store, build, clock, settings.tenant_providers_refresh_s)
+
+
+def tenant_provider_store(settings: Settings, pool: asyncpg.Pool) -> PgTenantProviders | None:
+    key = settings.provider_credentials_key
+    return None if key is None else PgTenantProviders(pool, Fernet(key.get_secret_value()))
 
 
 def _worker_id(settings: Settings) -> str:
@@ -530,6 +587,7 @@ async def build_worker(settings: Settings, resources: AsyncExitStack) -> Worker:
         limiter=ChannelRateLimiter(settings.rate_limits()),
         pauses=PauseCache(PgOperatorActions(pool).pauses, clock, settings.pause_refresh_s),
         observer=metrics.PrometheusDeliveryObserver(),
+        tenant_routes=build_tenant_routes(settings, pool, clock, http, resources),
     )
     consumer = make_group_consumer(settings)
     resources.push_async_callback(consumer.stop)

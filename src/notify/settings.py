@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal, Self
 
+from cryptography.fernet import Fernet
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -275,6 +276,13 @@ class Settings(BaseSettings):
     provider_name: str = "sandbox"
     provider_url: str = "http://127.0.0.1:9100/send"
     provider_timeout_s: float = Field(10.0, gt=0)
+    # A tenant may bring its own providers (PUT /api/v1/providers): kept encrypted with this Fernet key
+    # (`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`). Unset:
+    # tenants cannot, and every tenant uses the list above.
+    provider_credentials_key: SecretStr | None = None
+    tenant_providers_refresh_s: float = Field(
+        5.0, gt=0, description="how often workers re-read a tenant's own providers"
+    )
 
     # --- delivery policy --------------------------------------------------------------------------------
     retry_base_s: float = Field(1.0, gt=0)
@@ -328,6 +336,17 @@ class Settings(BaseSettings):
     @property
     def all_topics(self) -> list[str]:
         return [*self.priority_topics, self.dead_letter_topic, self.status_topic]
+
+    @model_validator(mode="after")
+    def _a_fernet_key(self) -> Self:
+        if self.provider_credentials_key is not None:
+            try:
+                Fernet(self.provider_credentials_key.get_secret_value())
+            except ValueError:
+                raise ValueError(
+                    "provider_credentials_key must be a Fernet key (32 url-safe base64-encoded bytes)"
+                ) from None
+        return self
 
     def providers_for(self, channel: str) -> list[AnyProvider]:
         return self.providers.get(channel) or [

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from itertools import count
+from typing import Protocol
 from uuid import UUID
 
 from notify.domain.delivery import AttemptOutcome, AttemptRecord, Claim, DeliveryResult
@@ -80,6 +81,12 @@ class PauseCache:
         return self._pauses.blocks(tenant_id, channel)
 
 
+class TenantRouteSource(Protocol):
+    """A tenant's own providers for a channel, or None to use the operator's (``app.tenant_providers``)."""
+
+    async def routes(self, tenant_id: str, channel: Channel) -> Sequence[Route] | None: ...
+
+
 class _Unlimited:
     async def acquire(self, key: str) -> float:
         return 0.0
@@ -101,6 +108,7 @@ class Deliverer:
         observer: DeliveryObserver | None = None,
         round_budget: timedelta = timedelta(seconds=10),
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        tenant_routes: TenantRouteSource | None = None,
     ) -> None:
         """``round_budget``: the longest a round of provider calls can take (the channel's provider timeouts
         added up); a claim always has that much lease left before a round starts, and the outcome is stored
@@ -115,6 +123,7 @@ class Deliverer:
         self._sleep = sleep
         self._store = store
         self._routes = routes
+        self._tenant_routes = tenant_routes
         self._clock = clock
         self._worker_id = worker_id
         self._lease = lease
@@ -223,7 +232,8 @@ class Deliverer:
         calls: list[AttemptRecord] = []
         last_error: TransientProviderError | None = None  # of a call that counts (not a breaker trial)
         open_waits: list[float] = []
-        for route in self._routes[n.channel]:
+        own = await self._tenant_routes.routes(n.tenant_id, n.channel) if self._tenant_routes else None
+        for route in own or self._routes[n.channel]:
             started, t0 = self._clock.now(), time.monotonic()
 
             async def send(route: Route = route) -> ProviderReceipt:

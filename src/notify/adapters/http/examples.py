@@ -25,6 +25,7 @@ from notify.adapters.http.responses import (
     ReadyOut,
     ReceiptListOut,
     TemplateOut,
+    TenantProvidersOut,
 )
 from notify.app.operations import DeliveryState
 from notify.app.stats import ChannelMetrics, Metrics
@@ -34,6 +35,7 @@ from notify.domain.pauses import PauseState
 from notify.domain.queries import Page
 from notify.domain.receipts import Receipt, ReceiptStatus
 from notify.domain.templates import Template
+from notify.ports.tenant_providers import StoredProviders
 
 # --- examples -----------------------------------------------------------------------------------------------
 
@@ -170,6 +172,12 @@ RECEIPTS = example(
                 datetime(2025, 1, 15, 10, 30, 3, tzinfo=UTC),
             ),
         ]
+    )
+)
+TENANT_PROVIDERS = example(
+    TenantProvidersOut.of(
+        "acme",
+        {Channel.SMS: StoredProviders('[{"type": "twilio", "name": "our-twilio"}]', _AT)},
     )
 )
 HEALTHY = example(HealthOut(status="ok"))

@@ -4,7 +4,8 @@ the sent shape. Long (~400 lines) because it is every answer of the API, each wi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, Self
 from uuid import UUID
@@ -22,6 +23,7 @@ from notify.domain.queries import Page
 from notify.domain.receipts import Receipt, ReceiptStatus
 from notify.domain.templates import Template
 from notify.domain.validation import sms_segments
+from notify.ports.tenant_providers import StoredProviders
 
 
 class _Out(BaseModel):
@@ -203,6 +205,44 @@ class ReceiptListOut(_Out):
     @classmethod
     def of(cls, receipts: Iterable[Receipt]) -> Self:
         return cls(data=[ReceiptOut.of(r) for r in receipts])
+
+
+class ProviderRefOut(_Out):
+    """A provider of a list, without its settings (they hold secrets)."""
+
+    name: str
+    type: str = Field(description="http, smtp, ses, twilio, fcm or apns.")
+
+
+class ChannelProvidersOut(_Out):
+    providers: list[ProviderRefOut] = Field(description="In failover order.")
+    updated_at: datetime
+
+
+class TenantProvidersOut(_Out):
+    """A tenant's own providers per channel; a channel without its own (null) uses the operator's."""
+
+    tenant_id: str
+    sms: ChannelProvidersOut | None
+    email: ChannelProvidersOut | None
+    push: ChannelProvidersOut | None
+
+    @classmethod
+    def of(cls, tenant_id: str, stored: Mapping[Channel, StoredProviders]) -> Self:
+        def channel(c: Channel) -> ChannelProvidersOut | None:
+            found = stored.get(c)
+            if found is None:
+                return None
+            entries = json.loads(found.providers)
+            refs = [ProviderRefOut(name=str(e["name"]), type=str(e.get("type", "http"))) for e in entries]
+            return ChannelProvidersOut(providers=refs, updated_at=found.updated_at)
+
+        return cls(
+            tenant_id=tenant_id,
+            sms=channel(Channel.SMS),
+            email=channel(Channel.EMAIL),
+            push=channel(Channel.PUSH),
+        )
 
 
 class BatchSummaryOut(_Out):

@@ -8,7 +8,7 @@ Long (~670 lines) because it is one table, read top to bottom: one entry per rou
 
 from __future__ import annotations
 
-from notify.adapters.http import handlers, templates
+from notify.adapters.http import handlers, providers, templates
 from notify.adapters.http.contract import LOCATION, REPLAYED, Body, Operation, Route, Success
 from notify.adapters.http.examples import (
     ATTEMPTS,
@@ -33,6 +33,7 @@ from notify.adapters.http.examples import (
     RESUMED,
     SMS_IN,
     TEMPLATE,
+    TENANT_PROVIDERS,
 )
 from notify.adapters.http.responses import (
     AttemptListOut,
@@ -49,6 +50,7 @@ from notify.adapters.http.responses import (
     ReceiptListOut,
     TemplateOut,
     TemplatePageOut,
+    TenantProvidersOut,
 )
 from notify.adapters.http.schemas import (
     BatchIn,
@@ -60,6 +62,9 @@ from notify.adapters.http.schemas import (
     ListParams,
     MetricsParams,
     NotificationIn,
+    TenantChannelParams,
+    TenantProvidersIn,
+    TenantProvidersParams,
 )
 from notify.adapters.http.templates import TemplateIn, TemplateListParams
 from notify.adapters.telemetry.metrics import metrics_handler
@@ -652,6 +657,72 @@ def _template_routes() -> list[Route]:
     ]
 
 
+def _provider_routes() -> list[Route]:
+    twilio = {
+        "channel": "sms",
+        "providers": [
+            {
+                "type": "twilio",
+                "name": "our-twilio",
+                "account_sid": "AC" + "0123456789abcdef" * 2,
+                "auth_token": "…",
+                "messaging_service_sid": "MG" + "0123456789abcdef" * 2,
+            }
+        ],
+    }
+    return [
+        Route(
+            "PUT",
+            "/api/v1/providers",
+            providers.put_providers,
+            Operation(
+                "putTenantProviders",
+                "Use the tenant's own providers for a channel",
+                "providers",
+                (Success(200, TenantProvidersOut, "The tenant's own providers now.", TENANT_PROVIDERS),),
+                _WITH_BODY | {"Forbidden"},
+                description=(
+                    "The entries are those of `NOTIFY_PROVIDERS` (docs/providers.md), in failover order, and "
+                    "replace the operator's providers for this tenant and channel. They are stored encrypted "
+                    "and never sent back. A 403 when the server keeps no tenant credentials "
+                    "(`NOTIFY_PROVIDER_CREDENTIALS_KEY` unset), or for another tenant without an admin key."
+                ),
+                body=Body(TenantProvidersIn, {"twilio for sms": twilio}),
+            ),
+        ),
+        Route(
+            "GET",
+            "/api/v1/providers",
+            providers.get_providers,
+            Operation(
+                "getTenantProviders",
+                "The tenant's own providers per channel",
+                "providers",
+                (
+                    Success(
+                        200, TenantProvidersOut, "Each channel's own providers, or null.", TENANT_PROVIDERS
+                    ),
+                ),
+                _API | {"BadRequest", "Forbidden"},
+                query=TenantProvidersParams,
+            ),
+        ),
+        Route(
+            "DELETE",
+            "/api/v1/providers",
+            providers.delete_providers,
+            Operation(
+                "deleteTenantProviders",
+                "Go back to the operator's providers for a channel",
+                "providers",
+                (Success(204, None, "The operator's providers apply again.", None),),
+                _API | {"BadRequest", "Forbidden", "NotFound"},
+                query=TenantChannelParams,
+            ),
+        ),
+    ]
+
+
 ROUTES: tuple[Route, ...] = (
     *_health_routes(),
     *_observability_routes(),
@@ -659,4 +730,5 @@ ROUTES: tuple[Route, ...] = (
     *_batch_routes(),
     *_operations_routes(),
     *_template_routes(),
+    *_provider_routes(),
 )

@@ -15,6 +15,7 @@ from notify.app.notifications import NewNotification
 from notify.app.operations import PauseScope
 from notify.domain.errors import FieldError, ValidationFailed
 from notify.domain.model import Channel, Priority, Status
+from notify.settings import AnyProviderSettings
 
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
@@ -203,3 +204,33 @@ class MetricsParams(BaseModel):
             "the window starts at the whole minute at or before now - window_s (returned as `since`)."
         ),
     )
+
+
+class TenantProvidersIn(BaseModel):
+    """Body of PUT /providers: a tenant's own providers for one channel, in failover order, each an entry as
+    in ``NOTIFY_PROVIDERS`` (docs/providers.md). They replace the operator's for that tenant and channel."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    channel: Channel
+    providers: list[AnyProviderSettings] = Field(min_length=1, max_length=5)
+    tenant_id: str | None = Field(
+        None, min_length=1, max_length=200, description="Another tenant's (admin keys only)."
+    )
+
+
+class TenantProvidersParams(BaseModel):
+    """Query of GET /providers: an admin key may look at another tenant."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tenant_id: str | None = Field(None, min_length=1, max_length=200)
+
+
+class TenantChannelParams(BaseModel):
+    """Query of DELETE /providers: the channel whose own providers to drop (the operator's apply again)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Channel
+    tenant_id: str | None = Field(None, min_length=1, max_length=200)

@@ -15,6 +15,7 @@ from notify.app.operations import Operations
 from notify.app.receipts import ReceiptService
 from notify.app.stats import StatsService
 from notify.app.templates import TemplateService
+from notify.app.tenant_providers import TenantProviders
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 
@@ -36,6 +37,8 @@ LIVE = web.AppKey("live", LiveEndpoint)
 TEMPLATES = web.AppKey("templates", TemplateService)
 STATS = web.AppKey("stats", StatsService)
 RECEIPTS = web.AppKey("receipts", ReceiptService)
+TENANT_PROVIDERS = web.AppKey("tenant_providers", TenantProviders)
+ROUND_BUDGET_S = web.AppKey("round_budget_s", float)  # a tenant's providers must fit in a delivery round
 CORRELATION = web.RequestKey("correlation_id", str)
 MAX_BODY_BYTES = web.AppKey("max_body_bytes", int)  # NOTIFY_MAX_BODY_BYTES: a batch's limit
 
