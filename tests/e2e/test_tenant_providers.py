@@ -3,6 +3,7 @@ used by the real worker for that tenant's notifications only, dropped to fall ba
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +16,8 @@ from notify.devtools.devstack import create_api_key
 from tests.conftest import Stack
 from tests.standins.twilio import ACCOUNT_SID, AUTH_TOKEN, TwilioStandIn
 from tests.support import eventually
+
+REFRESH_S = 0.2
 
 
 @pytest.fixture
@@ -37,7 +40,7 @@ async def test_a_tenants_own_twilio_carries_its_sms_and_no_one_elses(
     await stack.start_worker(**secrets)
     other_key = await create_api_key(stack.database_url, name="b", tenant_id="tenant-b")
     providers_url = f"{stack.api_url}/api/v1/providers"
-    own = {
+    own: dict[str, Any] = {
         "type": "twilio",
         "name": "own-twilio",
         "account_sid": ACCOUNT_SID,
@@ -46,6 +49,10 @@ async def test_a_tenants_own_twilio_carries_its_sms_and_no_one_elses(
         "base_url": base_url,
     }
 
+    # Its timeouts must fit in a delivery round (the operator's: 5 s here), or a worker's lease could run out.
+    async with stack.http.put(providers_url, json={"channel": "sms", "providers": [own]}) as r:
+        assert r.status == 400 and (await r.json())["details"][0]["code"] == "too_slow"
+    own["timeout_s"] = 5
     async with stack.http.put(providers_url, json={"channel": "sms", "providers": [own]}) as r:
         assert r.status == 200, await r.text()
         answer = await r.text()
@@ -96,6 +103,7 @@ async def test_a_tenants_own_twilio_carries_its_sms_and_no_one_elses(
 
     async with stack.http.delete(providers_url, params={"channel": "sms"}) as r:
         assert r.status == 204
+    await asyncio.sleep(3 * REFRESH_S)  # workers pick a change up within NOTIFY_TENANT_PROVIDERS_REFRESH_S
     again = (await stack.send_sms("back to the operator"))["id"]
     assert await delivered_by(again) == "sandbox"
     assert len(standin.messages) == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -102,7 +103,10 @@ class ApnsStandIn:
 
 @asynccontextmanager
 async def serving(standin: ApnsStandIn, tmp_path: Path) -> AsyncIterator[tuple[str, str]]:
-    """Serve ``standin`` over TLS with HTTP/2 on loopback; (its base URL, the CA file that trusts it)."""
+    """Serve ``standin`` over TLS with HTTP/2 on loopback; (its base URL, the CA file that trusts it).
+
+    The server runs in a thread with its own event loop: on shutdown hypercorn waits for its clients to hang
+    up, and a worker under test keeps its HTTP/2 connection open until it stops, after the test."""
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
     certfile, keyfile, ca_file = (
@@ -119,19 +123,31 @@ async def serving(standin: ApnsStandIn, tmp_path: Path) -> AsyncIterator[tuple[s
     config.certfile, config.keyfile = str(certfile), str(keyfile)
     config.alpn_protocols = ["h2"]
     config.accesslog = None
+    loop = asyncio.new_event_loop()
     stop = asyncio.Event()
-    server = asyncio.create_task(serve(standin, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(serve(standin, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+        loop.close()
+
+    thread = threading.Thread(target=run, name="apns-stand-in", daemon=True)
+    thread.start()
     try:
-        for _ in range(200):  # until it listens
+        trust = ssl.create_default_context(cafile=str(ca_file))
+        for _ in range(500):  # until it listens (a bound on waiting: 10 s)
+            if not thread.is_alive():
+                raise RuntimeError("the APNs stand-in stopped before listening")
             try:
-                _, writer = await asyncio.open_connection(
-                    "127.0.0.1", port, ssl=ssl.create_default_context(cafile=str(ca_file))
-                )
-                writer.close()
-                break
+                _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=trust)
             except OSError:
                 await asyncio.sleep(0.02)
+                continue
+            writer.close()
+            break
+        else:
+            raise RuntimeError(f"the APNs stand-in did not listen on {port}")
         yield f"https://127.0.0.1:{port}", str(ca_file)
     finally:
-        stop.set()
-        await server
+        loop.call_soon_threadsafe(stop.set)
+        await asyncio.to_thread(thread.join, 2)  # not longer: see above
