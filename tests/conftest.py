@@ -29,7 +29,7 @@ from notify.devtools.processes import free_port
 from notify.devtools.tansu import TansuBroker
 from tests.support import NotifyProcess, wait_http_ok, wait_log
 
-pytest_plugins = ["tests.process_guard", "tests.smtp_server", "pytester"]
+pytest_plugins = ["tests.process_guard", "tests.smtp_server", "tests.standins.twilio", "pytester"]
 
 
 def _with_db(url: str, name: str) -> str:

@@ -28,6 +28,19 @@ async def post_email(stack: Stack, recipient: str) -> str:
     return str(body["id"])
 
 
+def ses_entry(server: TestServer) -> dict[str, Any]:
+    """The NOTIFY_PROVIDERS entry of the SES stand-in served by ``server``."""
+    return {
+        "type": "ses",
+        "name": "ses",
+        "region": REGION,
+        "access_key_id": ACCESS_KEY_ID,
+        "secret_access_key": SECRET_ACCESS_KEY,
+        "sender": VERIFIED_SENDER,
+        "endpoint_url": str(server.make_url("")).rstrip("/"),
+    }
+
+
 async def attempts(stack: Stack, notification_id: str) -> list[dict[str, Any]]:
     url = f"{stack.api_url}/api/v1/notifications/{notification_id}/attempts"
     async with stack.http.get(url) as r:
@@ -88,15 +101,7 @@ async def test_email_through_ses_fails_over_to_smtp_while_ses_answers_503(
 ) -> None:
     ses_standin = SesStandIn(fail_next=[(503, "ServiceUnavailable")])
     async with TestServer(ses_standin.app(), host="127.0.0.1") as server:
-        ses = {
-            "type": "ses",
-            "name": "ses",
-            "region": REGION,
-            "access_key_id": ACCESS_KEY_ID,
-            "secret_access_key": SECRET_ACCESS_KEY,
-            "sender": VERIFIED_SENDER,
-            "endpoint_url": str(server.make_url("")).rstrip("/"),
-        }
+        ses = ses_entry(server)
         relay = {
             "type": "smtp",
             "name": "relay",
@@ -134,15 +139,7 @@ async def test_email_through_ses_fails_over_to_smtp_while_ses_answers_503(
 async def test_email_through_ses_alone_is_retried_and_a_rejected_one_dead_lettered(stack: Stack) -> None:
     ses_standin = SesStandIn(fail_next=[(503, "ServiceUnavailable")], rejected={"suppressed@example.com"})
     async with TestServer(ses_standin.app(), host="127.0.0.1") as server:
-        ses = {
-            "type": "ses",
-            "name": "ses",
-            "region": REGION,
-            "access_key_id": ACCESS_KEY_ID,
-            "secret_access_key": SECRET_ACCESS_KEY,
-            "sender": VERIFIED_SENDER,
-            "endpoint_url": str(server.make_url("")).rstrip("/"),
-        }
+        ses = ses_entry(server)
         await stack.start_api()
         await stack.start_worker(providers=json.dumps({"email": [ses]}), retry_base_s="0.2")
         retried = await post_email(stack, "ada@example.com")  # meets the 503, then goes through
@@ -170,17 +167,7 @@ async def test_ses_events_through_sns_are_receipts_and_a_forged_one_is_refused(s
         TestServer(sns.app(), host="127.0.0.1") as sns_server,
     ):
         sns.base_url = str(sns_server.make_url("")).rstrip("/")
-        ses = {
-            "type": "ses",
-            "name": "ses",
-            "region": REGION,
-            "access_key_id": ACCESS_KEY_ID,
-            "secret_access_key": SECRET_ACCESS_KEY,
-            "sender": VERIFIED_SENDER,
-            "endpoint_url": str(ses_server.make_url("")).rstrip("/"),
-            "sns_topic_arn": TOPIC_ARN,
-            "sns_url_pattern": TEST_URL_PATTERN,
-        }
+        ses = ses_entry(ses_server) | {"sns_topic_arn": TOPIC_ARN, "sns_url_pattern": TEST_URL_PATTERN}
         providers = json.dumps({"email": [ses]})
         await stack.start_api(providers=providers)
         await stack.start_worker(providers=providers)

@@ -4,12 +4,9 @@ used by the real worker for that tenant's notifications only, dropped to fall ba
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-import pytest
-from aiohttp.test_utils import TestServer
 from cryptography.fernet import Fernet
 
 from notify.devtools.devstack import create_api_key
@@ -18,13 +15,6 @@ from tests.standins.twilio import ACCOUNT_SID, AUTH_TOKEN, TwilioStandIn
 from tests.support import eventually
 
 REFRESH_S = 0.2
-
-
-@pytest.fixture
-async def twilio() -> AsyncIterator[tuple[TwilioStandIn, str]]:
-    standin = TwilioStandIn()
-    async with TestServer(standin.app(), host="127.0.0.1") as server:
-        yield standin, str(server.make_url("")).rstrip("/")
 
 
 async def test_a_tenants_own_twilio_carries_its_sms_and_no_one_elses(

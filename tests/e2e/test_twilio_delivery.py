@@ -5,25 +5,15 @@ Twilio's error code, a 503 retried."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
-from aiohttp.test_utils import TestServer
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from tests.conftest import Stack
 from tests.e2e.test_smtp_delivery import attempts
 from tests.standins.twilio import ACCOUNT_SID, AUTH_TOKEN, INVALID_NUMBER, TwilioStandIn
 from tests.support import eventually
-
-
-@pytest.fixture
-async def twilio() -> AsyncIterator[tuple[TwilioStandIn, str]]:
-    standin = TwilioStandIn()
-    async with TestServer(standin.app(), host="127.0.0.1") as server:
-        yield standin, str(server.make_url("")).rstrip("/")
 
 
 async def test_sms_through_twilio_fails_over_retries_and_dead_letters(

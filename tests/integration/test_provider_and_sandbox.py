@@ -9,7 +9,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from notify.adapters.provider.http import HttpProvider, parse_retry_after, sign
+from notify.adapters.provider.calls import parse_retry_after
+from notify.adapters.provider.http import HttpProvider, sign
 from notify.devtools.processes import free_port
 from notify.devtools.sandbox import SandboxState, create_sandbox_app
 from notify.domain.errors import PermanentProviderError, TransientProviderError

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from notify.domain.model import Channel
 from notify.entrypoints import cli
@@ -16,13 +14,6 @@ from notify.entrypoints.providers import check
 from notify.settings import Settings
 from tests.smtp_server import PASSWORD, USER, SmtpServer
 from tests.standins.twilio import ACCOUNT_SID, AUTH_TOKEN, TwilioStandIn
-
-
-@pytest.fixture
-async def twilio_url() -> AsyncIterator[tuple[TwilioStandIn, str]]:
-    standin = TwilioStandIn()
-    async with TestServer(standin.app(), host="127.0.0.1") as server:
-        yield standin, str(server.make_url("")).rstrip("/")
 
 
 def configured(smtp: SmtpServer, twilio_base: str, *, smtp_password: str = PASSWORD) -> Settings:
@@ -48,21 +39,21 @@ def configured(smtp: SmtpServer, twilio_base: str, *, smtp_password: str = PASSW
 
 
 async def test_the_list_shows_every_provider_and_no_secret(
-    smtp_server: SmtpServer, twilio_url: tuple[TwilioStandIn, str]
+    smtp_server: SmtpServer, twilio: tuple[TwilioStandIn, str]
 ) -> None:
     out = io.StringIO()
-    assert await check(configured(smtp_server, twilio_url[1]), None, None, out) == 0
+    assert await check(configured(smtp_server, twilio[1]), None, None, out) == 0
     text = out.getvalue()
     assert "1. relay: smtp 127.0.0.1" in text and "1. twilio: twilio account AC" in text
     assert "push:\n  1. sandbox: http gateway" in text
     assert PASSWORD not in text and AUTH_TOKEN not in text
-    assert smtp_server.mailbox.messages == [] and twilio_url[0].messages == []  # nothing sent
+    assert smtp_server.mailbox.messages == [] and twilio[0].messages == []  # nothing sent
 
 
 async def test_send_test_goes_through_each_provider_of_the_recipients_channel(
-    smtp_server: SmtpServer, twilio_url: tuple[TwilioStandIn, str]
+    smtp_server: SmtpServer, twilio: tuple[TwilioStandIn, str]
 ) -> None:
-    standin, base = twilio_url
+    standin, base = twilio
     out = io.StringIO()
     assert await check(configured(smtp_server, base), "ada@example.com", None, out) == 0
     [(received, _)] = smtp_server.mailbox.messages
@@ -76,10 +67,10 @@ async def test_send_test_goes_through_each_provider_of_the_recipients_channel(
 
 
 async def test_a_provider_that_fails_the_test_is_named_and_the_exit_code_is_1(
-    smtp_server: SmtpServer, twilio_url: tuple[TwilioStandIn, str]
+    smtp_server: SmtpServer, twilio: tuple[TwilioStandIn, str]
 ) -> None:
     out = io.StringIO()
-    wrong = configured(smtp_server, twilio_url[1], smtp_password="wrong")
+    wrong = configured(smtp_server, twilio[1], smtp_password="wrong")
     assert await check(wrong, "ada@example.com", None, out) == 1
     assert "relay: FAILED (transient): relay: SMTP 535" in out.getvalue()
 

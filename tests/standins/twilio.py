@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 INVALID_NUMBER = "+15005550001"
 NOT_MOBILE = "+15005550009"
@@ -92,3 +95,11 @@ class TwilioStandIn:
             "uri": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json",
         }
         return web.json_response(resource, status=201)
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[tuple[TwilioStandIn, str]]:
+    """The stand-in, served on loopback: (it, its base URL)."""
+    standin = TwilioStandIn()
+    async with TestServer(standin.app(), host="127.0.0.1") as server:
+        yield standin, str(server.make_url("")).rstrip("/")

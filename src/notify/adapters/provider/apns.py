@@ -21,11 +21,13 @@ from typing import Any
 
 import httpx
 import jwt
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from notify.adapters.provider.http import parse_retry_after
-from notify.adapters.telemetry.metrics import PUSH_TOKENS_UNREGISTERED
-from notify.adapters.telemetry.tracing import span_in
+from notify.adapters.provider.calls import (
+    MAX_ERROR_CHARS,
+    parse_retry_after,
+    provider_span,
+    unregistered_token,
+)
 from notify.domain.errors import PermanentProviderError, TransientProviderError
 from notify.domain.text import identifier, storable
 from notify.ports.provider import ProviderMessage, ProviderReceipt
@@ -33,7 +35,6 @@ from notify.ports.provider import ProviderMessage, ProviderReceipt
 APNS_PRODUCTION = "https://api.push.apple.com"
 APNS_SANDBOX = "https://api.sandbox.push.apple.com"
 TOKEN_LIFETIME_S = 50 * 60
-MAX_ERROR_CHARS = 300
 _RENEW_TOKEN = frozenset({"ExpiredProviderToken", "InvalidProviderToken"})
 
 
@@ -81,25 +82,8 @@ class ApnsProvider:
         return self._jwt
 
     async def send(self, message: ProviderMessage) -> ProviderReceipt:
-        with span_in(
-            f"POST {self.name}",
-            None,
-            SpanKind.CLIENT,
-            {
-                "http.request.method": "POST",
-                "server.address": self._config.base_url,
-                "notify.provider": self.name,
-                "notify.attempt": message.attempt,
-                "notification.id": str(message.notification_id),
-            },
-        ) as span:
-            try:
-                return await self._send(message)
-            except (TransientProviderError, PermanentProviderError) as exc:
-                if exc.status is not None:
-                    span.set_attribute("http.response.status_code", exc.status)
-                span.set_status(Status(StatusCode.ERROR, exc.message))
-                raise
+        with provider_span(self.name, message, f"{self._config.base_url}/3/device/"):
+            return await self._send(message)
 
     @staticmethod
     def payload(message: ProviderMessage) -> dict[str, Any]:
@@ -133,11 +117,7 @@ class ApnsProvider:
         reason = _reason(response.content)
         detail = f"{self.name}: HTTP {status} {reason}".rstrip()
         if status == 410 or reason == "Unregistered":
-            PUSH_TOKENS_UNREGISTERED.labels(self.name).inc()
-            raise PermanentProviderError(
-                f"{detail} (unregistered token: the app is gone from this device; drop the token)",
-                status=status,
-            )
+            raise unregistered_token(self.name, detail, status)
         if reason in _RENEW_TOKEN:
             self._jwt = None
         if status == 400 or status == 404 or status == 405 or status == 413:

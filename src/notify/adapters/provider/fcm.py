@@ -19,11 +19,8 @@ from typing import Any, Self
 
 import aiohttp
 import jwt
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from notify.adapters.provider.http import MAX_ANSWER_BYTES, parse_retry_after
-from notify.adapters.telemetry.metrics import PUSH_TOKENS_UNREGISTERED
-from notify.adapters.telemetry.tracing import span_in
+from notify.adapters.provider.calls import MAX_ERROR_CHARS, post, provider_span, unregistered_token
 from notify.domain.errors import PermanentProviderError, TransientProviderError
 from notify.domain.text import identifier, storable
 from notify.ports.provider import ProviderMessage, ProviderReceipt
@@ -31,7 +28,6 @@ from notify.ports.provider import ProviderMessage, ProviderReceipt
 FCM_API = "https://fcm.googleapis.com"
 SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
-MAX_ERROR_CHARS = 300
 _REFRESH_BEFORE_S = 60.0
 _PERMANENT = frozenset({"UNREGISTERED", "INVALID_ARGUMENT", "SENDER_ID_MISMATCH"})
 
@@ -95,19 +91,19 @@ class GoogleAccessToken:
             algorithm="RS256",
         )
         form = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion}
-        try:
-            async with self._session.post(self._account.token_uri, data=form, timeout=self._timeout) as resp:
-                raw = await resp.content.read(MAX_ANSWER_BYTES)
-                status = resp.status
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise TransientProviderError(f"FCM token endpoint unreachable: {exc!r}") from exc
-        answer = _json(raw)
-        token = answer.get("access_token")
-        if status != 200 or not isinstance(token, str):
-            detail = storable(str(answer.get("error_description") or answer.get("error") or raw[:200]), 200)
+        answer = await post(
+            self._session, "FCM token endpoint", self._account.token_uri, self._timeout, data=form
+        )
+        body = answer.json()
+        token = body.get("access_token")
+        if answer.status != 200 or not isinstance(token, str):
+            text = body.get("error_description") or body.get("error") or answer.text
             # The account or its key is refused: the message is not at fault.
-            raise TransientProviderError(f"FCM token endpoint: HTTP {status}: {detail}", status=status)
-        expires_in = answer.get("expires_in")
+            raise TransientProviderError(
+                f"FCM token endpoint: HTTP {answer.status}: {storable(str(text), MAX_ERROR_CHARS)}",
+                status=answer.status,
+            )
+        expires_in = body.get("expires_in")
         return token, float(expires_in) if isinstance(expires_in, int | float) else 3600.0
 
 
@@ -128,25 +124,8 @@ class FcmProvider:
         self.token = GoogleAccessToken(account, session, timeout_s)
 
     async def send(self, message: ProviderMessage) -> ProviderReceipt:
-        with span_in(
-            f"POST {self.name}",
-            None,
-            SpanKind.CLIENT,
-            {
-                "http.request.method": "POST",
-                "url.full": self._url,
-                "notify.provider": self.name,
-                "notify.attempt": message.attempt,
-                "notification.id": str(message.notification_id),
-            },
-        ) as span:
-            try:
-                return await self._send(message)
-            except (TransientProviderError, PermanentProviderError) as exc:
-                if exc.status is not None:
-                    span.set_attribute("http.response.status_code", exc.status)
-                span.set_status(Status(StatusCode.ERROR, exc.message))
-                raise
+        with provider_span(self.name, message, self._url):
+            return await self._send(message)
 
     @staticmethod
     def body(message: ProviderMessage) -> dict[str, Any]:
@@ -163,40 +142,28 @@ class FcmProvider:
 
     async def _send(self, message: ProviderMessage) -> ProviderReceipt:
         headers = {"Authorization": f"Bearer {await self.token.get()}"}
-        try:
-            async with self._session.post(
-                self._url, json=self.body(message), headers=headers, timeout=self._timeout
-            ) as resp:
-                raw = await resp.content.read(MAX_ANSWER_BYTES)
-                status = resp.status
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        except TimeoutError as exc:
-            raise TransientProviderError(f"{self.name}: no answer within {self._timeout.total}s") from exc
-        except aiohttp.ClientError as exc:
-            raise TransientProviderError(f"{self.name}: connection failed: {exc!r}") from exc
-        answer = _json(raw)
+        answer = await post(
+            self._session, self.name, self._url, self._timeout, json=self.body(message), headers=headers
+        )
+        status, body = answer.status, answer.json()
         if status == 200:
-            name = identifier(str(answer.get("name") or ""))
+            name = identifier(str(body.get("name") or ""))
             if name is None:
                 raise TransientProviderError(f"{self.name}: HTTP 200 without a message name", status=status)
             return ProviderReceipt(self.name, name)
-        error = answer.get("error") if isinstance(answer.get("error"), dict) else {}
+        error = body.get("error") if isinstance(body.get("error"), dict) else {}
         assert isinstance(error, dict)
         code = _fcm_error_code(error) or str(error.get("status") or "")
-        text = storable(str(error.get("message") or raw[:200].decode("utf-8", "replace")), MAX_ERROR_CHARS)
+        text = storable(str(error.get("message") or answer.text), MAX_ERROR_CHARS)
         detail = f"{self.name}: HTTP {status}" + (f" {code}" if code else "") + f": {text}"
         if code == "UNREGISTERED":
-            PUSH_TOKENS_UNREGISTERED.labels(self.name).inc()
-            raise PermanentProviderError(
-                f"{detail} (unregistered token: the app is gone from this device; drop the token)",
-                status=status,
-            )
+            raise unregistered_token(self.name, detail, status)
         if status == 401:
             self.token.drop()
             raise TransientProviderError(detail, status=status)
         if code in _PERMANENT or (400 <= status < 500 and status != 429 and status != 403):
             raise PermanentProviderError(detail, status=status)
-        raise TransientProviderError(detail, status=status, retry_after_s=retry_after)
+        raise TransientProviderError(detail, status=status, retry_after_s=answer.retry_after_s)
 
 
 def _fcm_error_code(error: dict[str, Any]) -> str | None:
@@ -207,11 +174,3 @@ def _fcm_error_code(error: dict[str, Any]) -> str | None:
             if isinstance(code, str):
                 return code
     return None
-
-
-def _json(raw: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}

@@ -12,7 +12,6 @@ worker's shared aiohttp session; every answer mapped to the errors tree (docs/pr
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -21,16 +20,13 @@ import aiohttp
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from notify.adapters.provider.calls import MAX_ERROR_CHARS, post, provider_span
 from notify.adapters.provider.email_content import is_html, plain_text_of
-from notify.adapters.provider.http import MAX_ANSWER_BYTES, parse_retry_after
-from notify.adapters.telemetry.tracing import span_in
 from notify.domain.errors import PermanentProviderError, TransientProviderError
 from notify.domain.text import identifier, storable
 from notify.ports.provider import ProviderMessage, ProviderReceipt
 
-MAX_ERROR_CHARS = 300
 _ACCOUNT_AT_FAULT = frozenset(
     {
         "AccountSuspendedException",
@@ -72,25 +68,8 @@ class SesProvider:
         self._timeout = aiohttp.ClientTimeout(total=config.timeout_s)
 
     async def send(self, message: ProviderMessage) -> ProviderReceipt:
-        with span_in(
-            f"POST {self.name}",
-            None,
-            SpanKind.CLIENT,
-            {
-                "http.request.method": "POST",
-                "url.full": self._config.url,
-                "notify.provider": self.name,
-                "notify.attempt": message.attempt,
-                "notification.id": str(message.notification_id),
-            },
-        ) as span:
-            try:
-                return await self._send(message)
-            except (TransientProviderError, PermanentProviderError) as exc:
-                if exc.status is not None:
-                    span.set_attribute("http.response.status_code", exc.status)
-                span.set_status(Status(StatusCode.ERROR, exc.message))
-                raise
+        with provider_span(self.name, message, self._config.url):
+            return await self._send(message)
 
     def body(self, message: ProviderMessage) -> dict[str, Any]:
         def text(data: str) -> dict[str, str]:
@@ -119,39 +98,26 @@ class SesProvider:
 
     async def _send(self, message: ProviderMessage) -> ProviderReceipt:
         payload = json.dumps(self.body(message), separators=(",", ":")).encode()
-        try:
-            async with self._session.post(
-                self._config.url, data=payload, headers=self.signed_headers(payload), timeout=self._timeout
-            ) as resp:
-                raw = await resp.content.read(MAX_ANSWER_BYTES)
-                status = resp.status
-                error_type = resp.headers.get("x-amzn-ErrorType", "").split(":")[0]
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        except TimeoutError as exc:
-            raise TransientProviderError(f"{self.name}: no answer within {self._timeout.total}s") from exc
-        except aiohttp.ClientError as exc:
-            raise TransientProviderError(f"{self.name}: connection failed: {exc!r}") from exc
-        except asyncio.CancelledError:
-            raise
-        answer = _json(raw)
+        answer = await post(
+            self._session,
+            self.name,
+            self._config.url,
+            self._timeout,
+            data=payload,
+            headers=self.signed_headers(payload),
+        )
+        status, body = answer.status, answer.json()
         if status == 200:
-            message_id = identifier(str(answer.get("MessageId") or ""))
+            message_id = identifier(str(body.get("MessageId") or ""))
             if message_id is None:
                 raise TransientProviderError(f"{self.name}: HTTP 200 without a MessageId", status=status)
             return ProviderReceipt(self.name, message_id)
-        error_type = error_type or str(answer.get("__type") or answer.get("code") or "")
-        text = storable(str(answer.get("message") or answer.get("Message") or raw[:200]), MAX_ERROR_CHARS)
+        error_type = answer.headers.get("x-amzn-ErrorType", "").split(":")[0]
+        error_type = error_type or str(body.get("__type") or body.get("code") or "")
+        text = storable(str(body.get("message") or body.get("Message") or answer.text), MAX_ERROR_CHARS)
         detail = f"{self.name}: HTTP {status}" + (f" {error_type}" if error_type else "") + f": {text}"
         if status == 429 or status >= 500 or status == 403 or error_type in _ACCOUNT_AT_FAULT:
-            raise TransientProviderError(detail, status=status, retry_after_s=retry_after)
+            raise TransientProviderError(detail, status=status, retry_after_s=answer.retry_after_s)
         if 400 <= status < 500:
             raise PermanentProviderError(detail, status=status)
         raise TransientProviderError(detail, status=status)
-
-
-def _json(raw: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}

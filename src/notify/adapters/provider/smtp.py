@@ -22,6 +22,7 @@ from typing import Literal
 import aiosmtplib
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from notify.adapters.provider.calls import MAX_ERROR_CHARS
 from notify.adapters.provider.email_content import is_html, plain_text_of
 from notify.adapters.telemetry.tracing import span_in
 from notify.domain.errors import PermanentProviderError, TransientProviderError
@@ -29,7 +30,6 @@ from notify.domain.text import storable
 from notify.ports.provider import ProviderMessage, ProviderReceipt
 
 TlsMode = Literal["starttls", "implicit", "none"]
-MAX_ERROR_CHARS = 300
 # Replies that say the account or its credentials are refused, not the message (RFC 4954).
 _AUTH_CODES = frozenset({454, 530, 534, 535, 538})
 

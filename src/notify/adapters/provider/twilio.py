@@ -16,27 +16,21 @@ send the message twice. The timeout is the only way that happens; docs/providers
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import aiohttp
-from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from notify.adapters.provider.http import MAX_ANSWER_BYTES, parse_retry_after
-from notify.adapters.telemetry.tracing import span_in
+from notify.adapters.provider.calls import MAX_ERROR_CHARS, post, provider_span
 from notify.domain.errors import FieldError, PermanentProviderError, TransientProviderError, ValidationFailed
 from notify.domain.receipts import Receipt, ReceiptStatus
 from notify.domain.text import identifier, storable
 from notify.ports.provider import ProviderMessage, ProviderReceipt
 
-MAX_ERROR_CHARS = 300
 TWILIO_API = "https://api.twilio.com"
 
 AUTH_CODES = frozenset({20003, 20005})  # authentication failed, account suspended
@@ -68,25 +62,8 @@ class TwilioProvider:
         self._timeout = aiohttp.ClientTimeout(total=config.timeout_s)
 
     async def send(self, message: ProviderMessage) -> ProviderReceipt:
-        with span_in(
-            f"POST {self.name}",
-            None,
-            SpanKind.CLIENT,
-            {
-                "http.request.method": "POST",
-                "url.full": self._url,
-                "notify.provider": self.name,
-                "notify.attempt": message.attempt,
-                "notification.id": str(message.notification_id),
-            },
-        ) as span:
-            try:
-                return await self._send(message)
-            except (TransientProviderError, PermanentProviderError) as exc:
-                if exc.status is not None:
-                    span.set_attribute("http.response.status_code", exc.status)
-                span.set_status(Status(StatusCode.ERROR, exc.message))
-                raise
+        with provider_span(self.name, message, self._url):
+            return await self._send(message)
 
     def form(self, message: ProviderMessage) -> dict[str, str]:
         config = self._config
@@ -101,49 +78,27 @@ class TwilioProvider:
         return form
 
     async def _send(self, message: ProviderMessage) -> ProviderReceipt:
-        try:
-            async with self._session.post(
-                self._url, data=self.form(message), headers=self._headers, timeout=self._timeout
-            ) as resp:
-                raw = await resp.content.read(MAX_ANSWER_BYTES)
-                status = resp.status
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        except TimeoutError as exc:
-            raise TransientProviderError(f"{self.name}: no answer within {self._timeout.total}s") from exc
-        except aiohttp.ClientError as exc:
-            raise TransientProviderError(f"{self.name}: connection failed: {exc!r}") from exc
-        except asyncio.CancelledError:
-            raise
-        answer = _json(raw)
+        answer = await post(
+            self._session, self.name, self._url, self._timeout, data=self.form(message), headers=self._headers
+        )
+        status, body = answer.status, answer.json()
         if 200 <= status < 300:
-            sid = identifier(str(answer.get("sid") or ""))
+            sid = identifier(str(body.get("sid") or ""))
             if sid is None:
                 raise TransientProviderError(
                     f"{self.name}: HTTP {status} without a message sid", status=status
                 )
             return ProviderReceipt(self.name, sid)
-        code = answer.get("code")
+        code = body.get("code")
         code = code if isinstance(code, int) and not isinstance(code, bool) else None
-        text = (
-            answer.get("message")
-            if isinstance(answer.get("message"), str)
-            else raw.decode("utf-8", "replace")
-        )
+        text = body.get("message") if isinstance(body.get("message"), str) else answer.text
         detail = f"{self.name}: HTTP {status}" + (f", Twilio error {code}" if code else "")
         detail += f": {storable(str(text), MAX_ERROR_CHARS)}"
         if status == 429 or status >= 500 or status == 401 or code in AUTH_CODES:
-            raise TransientProviderError(detail, status=status, retry_after_s=retry_after)
+            raise TransientProviderError(detail, status=status, retry_after_s=answer.retry_after_s)
         if 400 <= status < 500:  # 21211 invalid number, 21610 opted out, 21614 not a mobile, ...
             raise PermanentProviderError(detail, status=status)
         raise TransientProviderError(detail, status=status)
-
-
-def _json(raw: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 # --- receipts: Twilio's status callback -------------------------------------------------------------------
