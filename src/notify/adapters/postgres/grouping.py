@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
+from notify.adapters.telemetry.metrics import GROUP_ISOLATED, GROUP_ITEMS, GROUP_STATEMENTS
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -31,11 +33,13 @@ class Coalescer(Generic[T, R]):
         self,
         flush: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
         *,
+        name: str,
         max_size: int = 500,
         parallel: int = 2,
         isolate_on: tuple[type[Exception], ...] = (),
     ) -> None:
-        """``flush(items)`` writes a group and returns one result per item, in order, all or nothing."""
+        """``flush(items)`` writes a group and returns one result per item, in order, all or nothing. ``name``
+        labels the group-commit metrics (statements, items, isolations)."""
         self._flush = flush
         self._max_size = max_size
         self._parallel = parallel
@@ -43,9 +47,9 @@ class Coalescer(Generic[T, R]):
         self._waiting: deque[tuple[T, asyncio.Future[R]]] = deque()
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self.groups = 0  # flushes made (for tests and metrics)
-        self.items = 0
-        self.isolated = 0  # groups that failed with an isolate_on error and were flushed item by item
+        self._statements = GROUP_STATEMENTS.labels(name)
+        self._items = GROUP_ITEMS.labels(name)
+        self._isolated = GROUP_ISOLATED.labels(name)
 
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
@@ -70,7 +74,7 @@ class Coalescer(Generic[T, R]):
                 if len(group) == 1:
                     raise
                 # The group's statement changed nothing; find the item at fault by flushing each alone.
-                self.isolated += 1
+                self._isolated.inc()
                 for member in group:
                     await self._run_alone(*member)
                 return
@@ -85,8 +89,8 @@ class Coalescer(Generic[T, R]):
                 if not future.done():
                     future.set_result(result)
         finally:
-            self.groups += 1
-            self.items += len(group)
+            self._statements.inc()
+            self._items.inc(len(group))
             self._in_flight -= 1
             self._start()
 

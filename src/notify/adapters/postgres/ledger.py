@@ -29,12 +29,12 @@ class PgDeliveryLedger:
         # One claim statement at a time: two in parallel could lock the same rows (a notification's duplicate
         # records) in opposite orders and deadlock; one statement claims everything waiting anyway.
         self._claims: Coalescer[tuple[UUID, Claim, datetime], Notification | None] = Coalescer(
-            self._claim_group, max_size=500, parallel=1, isolate_on=ISOLATE
+            self._claim_group, name="claim", max_size=500, parallel=1, isolate_on=ISOLATE
         )
         # Groups of results touch distinct notifications (one claim each) and upsert the statistics rows in
         # key order (migration 0011), so two may run at once.
         self._results: Coalescer[tuple[UUID, Claim, datetime, DeliveryResult], bool] = Coalescer(
-            self._record_group, max_size=500, isolate_on=ISOLATE
+            self._record_group, name="result", max_size=500, isolate_on=ISOLATE
         )
 
     async def claim(self, notification_id: UUID, claim: Claim, now: datetime) -> Notification | None:

@@ -31,7 +31,7 @@ class PgNotifications:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
         self._singles: Coalescer[Notification, bool] = Coalescer(
-            self._insert_singles, max_size=500, isolate_on=ISOLATE
+            self._insert_singles, name="accept", max_size=500, isolate_on=ISOLATE
         )
 
     async def create(self, notifications: Sequence[Notification], batch: Batch | None = None) -> None:

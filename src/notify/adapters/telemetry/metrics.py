@@ -42,6 +42,15 @@ ACCEPTED = Counter(
 WS_CLIENTS = Gauge("notify_ws_clients", "WebSocket clients connected to this process")
 WS_EVENTS = Counter("notify_ws_events_sent_total", "Status events queued to WebSocket clients")
 WS_DROPPED = Counter("notify_ws_clients_dropped_total", "WebSocket clients closed for falling behind")
+# Group commit (adapters/postgres/grouping.py): items per statement is how much concurrent work was shared.
+GROUP_STATEMENTS = Counter("notify_group_statements_total", "Statements run for grouped writes", ["group"])
+GROUP_ITEMS = Counter("notify_group_items_total", "Items written by grouped statements", ["group"])
+GROUP_ISOLATED = Counter(
+    "notify_group_isolated_total", "Groups that failed for one item and were written item by item", ["group"]
+)
+TEMPLATE_WORKERS_KILLED = Counter(
+    "notify_template_workers_killed_total", "Template workers killed: a render ran out of time or memory"
+)
 PUSH_TOKENS_UNREGISTERED = Counter(
     "notify_push_tokens_unregistered_total",
     "Push tokens a provider said are no longer registered (drop them)",

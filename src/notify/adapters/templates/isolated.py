@@ -18,6 +18,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from notify.adapters.telemetry.metrics import TEMPLATE_WORKERS_KILLED
 from notify.adapters.templates.protocol import encode, errors_in, frame_length, header_size
 from notify.domain.errors import FieldError, ValidationFailed
 from notify.domain.model import Channel
@@ -83,13 +84,7 @@ class IsolatedTemplateEngine:
         self._time_limit_s = time_limit_s
         self._memory_mib = memory_mib
         self._idle: asyncio.Queue[_Worker | None] = asyncio.Queue()
-        self._killed = 0
         self._reaping: set[asyncio.Task[None]] = set()
-
-    @property
-    def killed(self) -> int:
-        """Workers killed because a render ran out of time or memory."""
-        return self._killed
 
     async def start(self) -> None:
         for _ in range(self._size):
@@ -147,7 +142,7 @@ class IsolatedTemplateEngine:
             raise
         finally:
             if dead is not None and worker is not None:
-                self._killed += 1
+                TEMPLATE_WORKERS_KILLED.inc()
                 log.warning("template worker killed", extra={"reason": dead})
                 self._reaping.add(asyncio.create_task(worker.stop(kill=True)))
                 self._reaping = {t for t in self._reaping if not t.done()}
