@@ -37,6 +37,7 @@ from notify.domain.pauses import EVERY, Pauses
 from notify.domain.queries import DeadLetterQuery, ListQuery, Page
 from notify.domain.receipts import Receipt
 from notify.domain.text import identifier, storable
+from notify.domain.timeline import StatusChange, timeline
 from notify.ports.provider import ProviderMessage, ProviderReceipt
 from notify.ports.queue import Position, Waiting
 from notify.ports.stats import ChannelFigures
@@ -82,6 +83,7 @@ class FakeStore:
         self.paused: set[tuple[str, str]] = set()  # (tenant or "*", channel or "*")
         self.batches: dict[UUID, Batch] = {}
         self.receipts: dict[UUID, list[Receipt]] = {}
+        self.history: list[tuple[UUID, StatusChange]] = []  # the status_history table
         self._ids = count(1)
 
     # --- what the tests read ---
@@ -130,6 +132,19 @@ class FakeStore:
         old = self.rows.get(new.id)
         self.rows[new.id] = new
         if old is not None and old.status is not new.status:
+            self.history.append(
+                (
+                    new.id,
+                    StatusChange(
+                        new.status,
+                        old.status,
+                        new.attempts + 1 if new.status is Status.PROCESSING else new.attempts,
+                        new.updated_at,
+                        new.error_message if new.status in (Status.RETRYING, Status.FAILED) else None,
+                        new.provider,
+                    ),
+                )
+            )
             self._record(
                 new,
                 new.updated_at,
@@ -312,6 +327,17 @@ class FakeStore:
         if n is not None and n.status is Status.PENDING:
             self.enqueued_at[notification_id] = None
             self.rows[notification_id] = replace(n, updated_at=now)
+
+    async def timeline(self, tenant_id: str, notification_id: UUID) -> list[StatusChange] | None:
+        n = self._mine(tenant_id, notification_id)
+        if n is None:
+            return None
+        return timeline(n.created_at, n.status, [c for i, c in self.history if i == notification_id])
+
+    async def purge_status_history(self, older_than: datetime, limit: int) -> int:
+        old = [entry for entry in self.history if entry[1].at < older_than][:limit]
+        self.history = [entry for entry in self.history if entry not in old]
+        return len(old)
 
     async def attempts(self, tenant_id: str, notification_id: UUID) -> list[AttemptRecord] | None:
         if self._mine(tenant_id, notification_id) is None:

@@ -263,6 +263,10 @@ def build_api_app(settings: Settings) -> web.Application:
         async def backlog() -> None:
             metrics.OUTBOX_BACKLOG.set(await admission.refresh())
 
+        async def purge_history() -> None:
+            older_than = clock.now() - timedelta(days=settings.status_history_days)
+            await PgSweeps(pool).purge_status_history(older_than, limit=10_000)
+
         async def kafka_then_readers() -> None:
             await link.run(stop)
             if stop.is_set():
@@ -280,6 +284,7 @@ def build_api_app(settings: Settings) -> web.Application:
                     settings.metrics_refresh_s,
                     backlog,
                     _every(600, stats.purge_expired),
+                    _every(60, purge_history),
                 ),
                 name="metrics-refresh",
             ),

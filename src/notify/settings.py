@@ -280,6 +280,9 @@ class Settings(BaseSettings):
     # (`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`). Unset:
     # tenants cannot, and every tenant uses the list above.
     provider_credentials_key: SecretStr | None = None
+    status_history_days: float = Field(
+        30.0, gt=0, description="how long each status change of a notification is kept (its timeline)"
+    )
     tenant_providers_refresh_s: float = Field(
         5.0, gt=0, description="how often workers re-read a tenant's own providers"
     )

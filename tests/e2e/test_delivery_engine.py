@@ -85,6 +85,18 @@ async def test_transient_errors_then_success_after_each_backoff(stack: Stack) ->
         due = parse(retry["next_attempt_at"])
         assert parse(failed["finished_at"]) <= due <= parse(next_call["started_at"])
     assert (await stack.sandbox("/stats"))["accepted"] == 1
+    # The timeline keeps every step, from the database (the outbox keeps status events only an hour).
+    async with stack.http.get(f"{stack.api_url}/api/v1/notifications/{n['id']}/timeline") as r:
+        steps = [(c["status"], c["attempt"]) for c in (await r.json())["data"]]
+    assert steps == [
+        ("pending", 0),
+        ("processing", 1),
+        ("retrying", 1),
+        ("processing", 2),
+        ("retrying", 2),
+        ("processing", 3),
+        ("delivered", 3),
+    ]
 
 
 async def test_permanent_failure_and_exhaustion_dead_letter_and_replay_delivers(stack: Stack) -> None:

@@ -27,6 +27,7 @@ from notify.domain.outbox import OutboxKind, OutboxRecord
 from notify.domain.pauses import Pauses
 from notify.domain.queries import DeadLetterQuery, ListQuery
 from notify.domain.receipts import Receipt, ReceiptStatus
+from notify.domain.timeline import StatusChange
 from notify.ports.queue import Position, Waiting
 from notify.ports.receipts import Receipts
 from notify.ports.store import NotificationStore, Outbox
@@ -620,3 +621,42 @@ async def test_a_receipt_is_kept_with_the_notification_its_provider_message_id_n
     assert await kit.receipts.of("t2", n.id) is None
     stored = await kit.store.get("t1", n.id)
     assert stored is not None and stored.status is Status.DELIVERED  # a receipt never changes the status
+
+
+# --- the timeline -------------------------------------------------------------------------------------------
+
+
+async def test_the_timeline_is_the_creation_then_every_change_and_old_changes_are_purged(kit: Kit) -> None:
+    n = await kit.sms()
+    assert await kit.store.timeline("t1", n.id) == [StatusChange(Status.PENDING, None, 0, n.created_at)]
+    kit.clock.advance(1)
+    await kit.store.claim(n.id, claim(), kit.clock.now())
+    kit.clock.advance(1)
+    retry = DeliveryResult(
+        Status.RETRYING,
+        [attempt(AttemptOutcome.TRANSIENT)],
+        provider="gw",
+        error="gw: HTTP 503",
+        next_attempt_at=kit.clock.now() + timedelta(seconds=5),
+    )
+    assert await kit.store.record_result(n.id, claim(), kit.clock.now(), retry)
+    kit.clock.advance(1)
+    steps = [
+        (c.status, c.previous_status, c.attempt, c.error, c.provider)
+        for c in await kit.store.timeline("t1", n.id) or []
+    ]
+    assert steps == [
+        (Status.PENDING, None, 0, None, None),
+        (Status.PROCESSING, Status.PENDING, 1, None, None),
+        (Status.RETRYING, Status.PROCESSING, 1, "gw: HTTP 503", "gw"),
+    ]
+    assert await kit.store.timeline("t2", n.id) is None  # another tenant's
+    # Retention: the oldest change goes first, in bounded chunks; the creation always stays.
+    assert await kit.store.purge_status_history(kit.clock.now(), limit=1) == 1
+    left = await kit.store.timeline("t1", n.id)
+    assert left is not None and [(c.status, c.previous_status) for c in left] == [
+        (Status.PROCESSING, None),  # the creation, in the status the first kept change left
+        (Status.RETRYING, Status.PROCESSING),
+    ]
+    assert await kit.store.purge_status_history(kit.clock.now(), limit=100) == 1
+    assert await kit.store.purge_status_history(kit.clock.now(), limit=100) == 0

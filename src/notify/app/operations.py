@@ -17,6 +17,7 @@ from notify.domain.keys import ApiKey
 from notify.domain.model import Channel, Notification
 from notify.domain.pauses import EVERY, PauseState
 from notify.domain.queries import DeadLetterQuery, Page
+from notify.domain.timeline import StatusChange
 from notify.ports.clock import Clock
 from notify.ports.store import OperatorActions
 
@@ -83,6 +84,12 @@ class Operations:
         if ledger is None:
             raise NotFound(f"Notification {notification_id} was not found.")
         return ledger
+
+    async def timeline(self, tenant_id: str, notification_id: UUID) -> list[StatusChange]:
+        found = await self._store.timeline(tenant_id, notification_id)
+        if found is None:
+            raise NotFound(f"Notification {notification_id} was not found.")
+        return found
 
     async def replay(self, tenant_id: str, notification_id: UUID) -> Notification:
         replayed = await self._store.replay(tenant_id, notification_id, self._clock.now())

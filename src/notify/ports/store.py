@@ -16,6 +16,7 @@ from notify.domain.model import Batch, Channel, Notification, Status
 from notify.domain.outbox import OutboxRecord
 from notify.domain.pauses import Pauses
 from notify.domain.queries import DeadLetterQuery, ListQuery, Page
+from notify.domain.timeline import StatusChange
 from notify.ports.queue import Position, Waiting
 
 
@@ -79,6 +80,11 @@ class OperatorActions(Protocol):
     """What operators and tenants do beyond sending (``app.operations``): the attempts ledger, dead letters
     and replay, pausing delivery."""
 
+    async def timeline(self, tenant_id: str, notification_id: UUID) -> list[StatusChange] | None:
+        """Its creation and every status change kept (within the history's retention), oldest first; None if
+        there is no such notification for this tenant."""
+        ...
+
     async def attempts(self, tenant_id: str, notification_id: UUID) -> list[AttemptRecord] | None:
         """The ledger, oldest first; None if there is no such notification for this tenant."""
         ...
@@ -131,6 +137,10 @@ class Sweeps(Protocol):
 
     async def requeue_parked(self, now: datetime, limit: int) -> int:
         """Parked notifications of channels no longer paused: an outbox record each."""
+        ...
+
+    async def purge_status_history(self, older_than: datetime, limit: int) -> int:
+        """Delete at most ``limit`` status changes made before ``older_than``; how many went."""
         ...
 
     async def requeue_stale_pending(

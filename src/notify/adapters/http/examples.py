@@ -26,6 +26,7 @@ from notify.adapters.http.responses import (
     ReceiptListOut,
     TemplateOut,
     TenantProvidersOut,
+    TimelineOut,
 )
 from notify.app.operations import DeliveryState
 from notify.app.stats import ChannelMetrics, Metrics
@@ -35,6 +36,7 @@ from notify.domain.pauses import PauseState
 from notify.domain.queries import Page
 from notify.domain.receipts import Receipt, ReceiptStatus
 from notify.domain.templates import Template
+from notify.domain.timeline import StatusChange, timeline
 from notify.ports.tenant_providers import StoredProviders
 
 # --- examples -----------------------------------------------------------------------------------------------
@@ -178,6 +180,33 @@ TENANT_PROVIDERS = example(
     TenantProvidersOut.of(
         "acme",
         {Channel.SMS: StoredProviders('[{"type": "twilio", "name": "our-twilio"}]', _AT)},
+    )
+)
+TIMELINE = example(
+    TimelineOut.of(
+        timeline(
+            _AT,
+            Status.DELIVERED,
+            [
+                StatusChange(
+                    Status.PROCESSING, Status.PENDING, 1, datetime(2025, 1, 15, 10, 30, 0, 301000, UTC)
+                ),
+                StatusChange(
+                    Status.RETRYING,
+                    Status.PROCESSING,
+                    1,
+                    _AT.replace(microsecond=350000),
+                    "primary: HTTP 503: unavailable",
+                    "primary",
+                ),
+                StatusChange(
+                    Status.PROCESSING, Status.RETRYING, 2, datetime(2025, 1, 15, 10, 30, 1, 402000, UTC)
+                ),
+                StatusChange(
+                    Status.DELIVERED, Status.PROCESSING, 2, _SENT_AT.replace(second=1), None, "primary"
+                ),
+            ],
+        )
     )
 )
 HEALTHY = example(HealthOut(status="ok"))

@@ -26,6 +26,7 @@ from notify.adapters.http.responses import (
     PageOut,
     ReadyOut,
     ReceiptListOut,
+    TimelineOut,
 )
 from notify.adapters.http.schemas import (
     BatchIn,
@@ -157,6 +158,11 @@ async def cancel_notification(request: web.Request) -> Reply:
 async def list_attempts(request: web.Request) -> Reply:
     ledger = await services(request).operations.attempts(tenant_of(request), _notification_id(request))
     return Reply(AttemptListOut.of(ledger))
+
+
+async def get_timeline(request: web.Request) -> Reply:
+    changes = await services(request).operations.timeline(tenant_of(request), _notification_id(request))
+    return Reply(TimelineOut.of(changes))
 
 
 async def list_receipts(request: web.Request) -> Reply:

@@ -22,6 +22,7 @@ from notify.domain.pauses import PauseState
 from notify.domain.queries import Page
 from notify.domain.receipts import Receipt, ReceiptStatus
 from notify.domain.templates import Template
+from notify.domain.timeline import StatusChange
 from notify.domain.validation import sms_segments
 from notify.ports.tenant_providers import StoredProviders
 
@@ -169,6 +170,41 @@ class AttemptListOut(_Out):
     @classmethod
     def of(cls, ledger: Iterable[AttemptRecord]) -> Self:
         return cls(data=[AttemptOut.of(a) for a in ledger])
+
+
+class StatusChangeOut(_Out):
+    """One entry of a notification's timeline."""
+
+    status: Status
+    previous_status: Status | None = Field(
+        description="Null for the first entry: the notification's creation."
+    )
+    attempt: int = Field(ge=0, description="The attempt being made (processing), else the attempts made.")
+    error: str | None = Field(description="Why, for retrying and failed.")
+    provider: str | None = Field(description="The provider of the last attempt, once there was one.")
+    at: datetime
+
+    @classmethod
+    def of(cls, c: StatusChange) -> Self:
+        return cls(
+            status=c.status,
+            previous_status=c.previous_status,
+            attempt=c.attempt,
+            error=c.error,
+            provider=c.provider,
+            at=c.at,
+        )
+
+
+class TimelineOut(_Out):
+    """Every status a notification was in, oldest first: its creation, then each change (kept for
+    NOTIFY_STATUS_HISTORY_DAYS; older changes are gone, the creation stays)."""
+
+    data: list[StatusChangeOut]
+
+    @classmethod
+    def of(cls, changes: Iterable[StatusChange]) -> Self:
+        return cls(data=[StatusChangeOut.of(c) for c in changes])
 
 
 class ReceiptOut(_Out):

@@ -34,6 +34,7 @@ from notify.adapters.http.examples import (
     SMS_IN,
     TEMPLATE,
     TENANT_PROVIDERS,
+    TIMELINE,
 )
 from notify.adapters.http.responses import (
     AttemptListOut,
@@ -51,6 +52,7 @@ from notify.adapters.http.responses import (
     TemplateOut,
     TemplatePageOut,
     TenantProvidersOut,
+    TimelineOut,
 )
 from notify.adapters.http.schemas import (
     BatchIn,
@@ -200,6 +202,23 @@ def _notification_routes() -> list[Route]:
                         AttemptListOut,
                         "Every provider call, in order.",
                         ATTEMPTS,
+                    ),
+                ),
+                _WITH_ID,
+                path_id="notification id",
+            ),
+        ),
+        Route(
+            "GET",
+            "/api/v1/notifications/{id}/timeline",
+            handlers.get_timeline,
+            Operation(
+                "getTimeline",
+                "Every status a notification was in",
+                "notifications",
+                (
+                    Success(
+                        200, TimelineOut, "Its creation, then each status change, oldest first.", TIMELINE
                     ),
                 ),
                 _WITH_ID,

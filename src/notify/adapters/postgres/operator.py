@@ -20,11 +20,39 @@ from notify.domain.errors import IllegalTransition, NotFound
 from notify.domain.model import REPLAYABLE, Channel, Notification, Status
 from notify.domain.pauses import EVERY, Pauses
 from notify.domain.queries import DeadLetterQuery, Page
+from notify.domain.timeline import StatusChange, timeline
 
 
 class PgOperatorActions:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+
+    async def timeline(self, tenant_id: str, notification_id: UUID) -> list[StatusChange] | None:
+        async with self._pool.acquire() as conn:
+            notification = await conn.fetchrow(
+                "SELECT created_at, status FROM notifications WHERE id = $1 AND tenant_id = $2",
+                notification_id,
+                tenant_id,
+            )
+            if notification is None:
+                return None
+            rows = await conn.fetch(
+                """SELECT status, previous_status, attempt, error, provider, at
+                     FROM status_history WHERE notification_id = $1 ORDER BY id""",
+                notification_id,
+            )
+        changes = [
+            StatusChange(
+                Status(r["status"]),
+                Status(r["previous_status"]),
+                r["attempt"],
+                r["at"],
+                r["error"],
+                r["provider"],
+            )
+            for r in rows
+        ]
+        return timeline(notification["created_at"], Status(notification["status"]), changes)
 
     async def attempts(self, tenant_id: str, notification_id: UUID) -> list[AttemptRecord] | None:
         async with self._pool.acquire() as conn:

@@ -19,6 +19,16 @@ class PgSweeps:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
+    async def purge_status_history(self, older_than: datetime, limit: int) -> int:
+        # In bounded chunks (one index range each): never a long lock or a huge transaction.
+        status: str = await self._pool.execute(
+            """DELETE FROM status_history WHERE id IN (
+                   SELECT id FROM status_history WHERE at < $1 ORDER BY at LIMIT $2)""",
+            older_than,
+            limit,
+        )
+        return int(status.split()[-1])
+
     async def release_due_scheduled(self, now: datetime, limit: int) -> int:
         return await enqueue(
             self._pool,
