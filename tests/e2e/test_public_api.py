@@ -36,8 +36,9 @@ async def test_api_key_is_required_and_tenants_are_isolated(stack: Stack) -> Non
             assert r.status == 404
         async with other.patch(f"{base}/{mine['id']}/cancel") as r:
             assert r.status == 404
-        async with other.get(f"{base}/{mine['id']}/attempts") as r:
-            assert r.status == 404
+        for read in ("attempts", "timeline", "receipts"):
+            async with other.get(f"{base}/{mine['id']}/{read}") as r:
+                assert r.status == 404, read
         async with other.post(f"{base}/{mine['id']}/replay") as r:
             assert r.status == 404
         async with other.get(base) as r:
