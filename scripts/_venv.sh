@@ -8,11 +8,20 @@ ensure_venv() {
     || { echo "notify needs Python 3.11 or newer ($py is $("$py" --version))" >&2; exit 1; }
   local stamp=".venv/.installed-$extras"
   if [ ! -x .venv/bin/python ]; then
+    echo "notify: creating .venv (first run)" >&2
     "$py" -m venv .venv
   fi
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "notify: installing notify and its dependencies ($extras) into .venv; a minute or two the first time" >&2
     .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e ".[$extras]"
+    # One line per package as it is fetched: progress without pip's full output (errors kept).
+    set +e
+    .venv/bin/python -m pip install --progress-bar off -e ".[$extras]" 2>&1 \
+      | grep --line-buffered -E '^(Collecting|Successfully installed)|ERROR|error' | sed -u 's/^/  /' >&2
+    local rc=${PIPESTATUS[0]}
+    set -e
+    [ "$rc" -eq 0 ] || { echo "notify: installing failed (pip exit $rc, see above)" >&2; exit 1; }
     touch "$stamp"
+    echo "notify: installed" >&2
   fi
 }

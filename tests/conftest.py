@@ -145,6 +145,7 @@ class Stack:
             NOTIFY_LOG_LEVEL="INFO",
             NOTIFY_API_KEY_RATE_LIMIT_PER_S="100000",  # tests that exercise the limit set their own
             NOTIFY_API_FAILED_AUTH_PER_S="0",  # likewise: many tests send bad keys from one address
+            NOTIFY_WEBHOOK_ALLOW_PRIVATE_URLS="true",  # the receivers are on loopback
         )
         env.update({f"NOTIFY_{k.upper()}": str(v) for k, v in overrides.items()})
         return env

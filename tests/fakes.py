@@ -38,8 +38,11 @@ from notify.domain.queries import DeadLetterQuery, ListQuery, Page
 from notify.domain.receipts import Receipt
 from notify.domain.text import identifier, storable
 from notify.domain.timeline import StatusChange, timeline
+from notify.domain.webhooks import DeliveryStatus, WebhookCall, WebhookDelivery, WebhookEndpoint
+from notify.ports.overview import BatchProgress, MinuteOutcomes, ProviderHealth, WorkerReport
 from notify.ports.provider import ProviderMessage, ProviderReceipt
 from notify.ports.queue import Position, Waiting
+from notify.ports.resilience import Grant
 from notify.ports.stats import ChannelFigures
 from notify.ports.store import Publish
 from notify.ports.tenant_providers import StoredProviders
@@ -234,7 +237,7 @@ class FakeStore:
     async def search(self, query: ListQuery) -> Page:
         def matches(n: Notification) -> bool:
             return (
-                n.tenant_id == query.tenant_id
+                (query.tenant_id is None or n.tenant_id == query.tenant_id)
                 and (query.status is None or n.status is query.status)
                 and (query.channel is None or n.channel is query.channel)
                 and (query.priority is None or n.priority is query.priority)
@@ -363,7 +366,7 @@ class FakeStore:
     def _dead(self, query: DeadLetterQuery) -> list[Notification]:
         def matches(n: Notification) -> bool:
             return (
-                n.tenant_id == query.tenant_id
+                (query.tenant_id is None or n.tenant_id == query.tenant_id)
                 and n.status is Status.FAILED
                 and (query.channel is None or n.channel is query.channel)
                 and (query.provider is None or n.provider == query.provider)
@@ -749,9 +752,11 @@ def status_event(
     status: str = "delivered",
     error: str | None = None,
     seq: int | None = None,
+    event_id: int | None = None,
 ) -> StatusEvent:
     """A status event as the status topic would carry it; ``seq`` grows on each call unless given."""
     return StatusEvent(
+        event_id=event_id,
         notification_id=notification_id,
         tenant_id=tenant_id,
         batch_id=batch_id,
@@ -797,3 +802,146 @@ class FakeTenantProviderStore:
 
     async def delete(self, tenant_id: str, channel: Channel) -> bool:
         return self.rows.pop((tenant_id, channel), None) is not None
+
+
+class FakeOverview:
+    """Overview that answers what it was given, and records the windows it was asked for."""
+
+    def __init__(
+        self,
+        *,
+        counts: dict[Status, int] | None = None,
+        outcomes: list[MinuteOutcomes] | None = None,
+        reports: list[WorkerReport] | None = None,
+        health: list[ProviderHealth] | None = None,
+        unpublished: int = 0,
+    ) -> None:
+        self.counts = counts or {}
+        self.outcomes = outcomes or []
+        self.reports = reports or []
+        self.health = health or []
+        self.unpublished = unpublished
+        self.asked: list[tuple[str, str | None, datetime]] = []
+
+    async def status_counts(self, tenant_id: str | None, since: datetime) -> dict[Status, int]:
+        self.asked.append(("counts", tenant_id, since))
+        return dict(self.counts)
+
+    async def outcomes_per_minute(self, tenant_id: str | None, since: datetime) -> list[MinuteOutcomes]:
+        self.asked.append(("outcomes", tenant_id, since))
+        return [o for o in self.outcomes if o.minute >= since]
+
+    async def recent_batches(self, tenant_id: str | None, limit: int) -> list[BatchProgress]:
+        return []
+
+    async def provider_health(self, tenant_id: str | None, since: datetime) -> list[ProviderHealth]:
+        self.asked.append(("health", tenant_id, since))
+        return list(self.health)
+
+    async def tenants(self) -> list[str]:
+        return []
+
+    async def unpublished_outbox(self) -> int:
+        return self.unpublished
+
+    async def worker_reports(self, since: datetime) -> list[WorkerReport]:
+        self.asked.append(("reports", None, since))
+        return [r for r in self.reports if r.reported_at >= since]
+
+
+class FakeStatusEvents:
+    """StatusEvents over a list of stored events (their ``event_id`` set); records each read."""
+
+    def __init__(self, events: list[StatusEvent] | None = None) -> None:
+        self.events = list(events or [])
+        self.reads: list[tuple[str | None, int]] = []
+
+    async def since(self, tenant_id: str | None, after_event_id: int, limit: int) -> list[StatusEvent]:
+        self.reads.append((tenant_id, after_event_id))
+        found = [
+            e
+            for e in sorted(self.events, key=lambda e: e.event_id or 0)
+            if (e.event_id or 0) > after_event_id and (tenant_id is None or e.tenant_id == tenant_id)
+        ]
+        return found[:limit]
+
+
+class FakeWebhookQueue:
+    """WebhookQueue over in-memory deliveries; records what was stored."""
+
+    def __init__(self, due: list[tuple[WebhookDelivery, WebhookEndpoint]] | None = None) -> None:
+        self.due = list(due or [])
+        self.recorded: list[tuple[int, DeliveryStatus, datetime | None, WebhookCall]] = []
+        self.postponed: list[tuple[int, datetime]] = []
+        self.succeeded: list[UUID] = []
+        self.failures: dict[UUID, datetime] = {}  # endpoint -> failing since
+        self.disabled: dict[UUID, str] = {}
+
+    async def claim_due(
+        self, owner: str, now: datetime, lease_until: datetime, limit: int
+    ) -> list[tuple[WebhookDelivery, WebhookEndpoint]]:
+        taken, self.due = self.due[:limit], self.due[limit:]
+        return taken
+
+    async def record(
+        self,
+        delivery: WebhookDelivery,
+        owner: str,
+        call: WebhookCall,
+        status: DeliveryStatus,
+        next_attempt_at: datetime | None,
+    ) -> bool:
+        self.recorded.append((delivery.id, status, next_attempt_at, call))
+        return True
+
+    async def postpone(self, delivery: WebhookDelivery, owner: str, until: datetime) -> None:
+        self.postponed.append((delivery.id, until))
+
+    async def endpoint_succeeded(self, endpoint_id: UUID) -> None:
+        self.succeeded.append(endpoint_id)
+        self.failures.pop(endpoint_id, None)
+
+    async def endpoint_failed(
+        self, endpoint_id: UUID, now: datetime, disable_after_s: float, error: str
+    ) -> bool:
+        since = self.failures.setdefault(endpoint_id, now)
+        if (now - since).total_seconds() >= disable_after_s and endpoint_id not in self.disabled:
+            self.disabled[endpoint_id] = f"failing since {since.isoformat()}, last error: {error}"
+            return True
+        return False
+
+
+class FakeWebhookSender:
+    """Answers each call with the next status of ``answers`` (None: no answer), recording the calls."""
+
+    def __init__(self, clock: FakeClock, answers: list[int | None]) -> None:
+        self.clock = clock
+        self.answers = list(answers)
+        self.sent: list[tuple[UUID, int]] = []
+
+    async def send(self, endpoint: WebhookEndpoint, delivery: WebhookDelivery, now: datetime) -> WebhookCall:
+        self.sent.append((endpoint.id, delivery.id))
+        status = self.answers.pop(0) if self.answers else 200
+        return WebhookCall(now, now, status, None if status is not None and status < 300 else "refused")
+
+
+class FakeTokenBuckets:
+    """Shared token buckets in memory on a settable clock; records every call. ``failing`` makes the next
+    calls raise, as a database that is away would."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.calls: list[tuple[str, float, float, int]] = []
+        self.failing: Exception | None = None
+        self._buckets: dict[str, tuple[float, float]] = {}  # name -> (tokens, at)
+
+    async def take(self, name: str, rate_per_s: float, capacity: float, want: int) -> Grant:
+        self.calls.append((name, rate_per_s, capacity, want))
+        if self.failing is not None:
+            raise self.failing
+        tokens, at = self._buckets.get(name, (capacity, self.now))
+        available = min(capacity, tokens + (self.now - at) * rate_per_s)
+        granted = max(0, min(want, int(available)))
+        self._buckets[name] = (available - granted, self.now)
+        wait_s = max(0.0, (min(want, capacity) - (available - granted)) / rate_per_s)
+        return Grant(granted, wait_s)

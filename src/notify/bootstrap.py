@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
+from uuid import UUID
 
 import aiohttp
 import asyncpg
@@ -22,38 +23,48 @@ from cryptography.fernet import Fernet
 from pydantic import TypeAdapter
 
 from notify.adapters.clock import SystemClock
+from notify.adapters.cluster_limits import ClusterRateLimiter, LeasedTokens
 from notify.adapters.http.app import create_app, create_worker_app
-from notify.adapters.http.auth import FailedAuthLimiter, KeyRateLimiter
+from notify.adapters.http.auth import FailedAuthLimiter, KeyLimiter, KeyRateLimiter, SharedKeyRateLimiter
 from notify.adapters.http.callbacks import CALLBACKS, Callbacks, SesCallback, TwilioCallback
+from notify.adapters.http.console import CONSOLE, Console, SessionCookies
 from notify.adapters.http.errors import REQUEST_DEADLINE_S, UNAVAILABLE_ERRORS
 from notify.adapters.http.live import LiveEndpoint
 from notify.adapters.http.state import (
     LIVE,
     RECEIPTS,
+    RETENTION,
     ROUND_BUDGET_S,
     SERVICES,
     STATS,
     TEMPLATES,
     TENANT_PROVIDERS,
+    WEBHOOKS,
     ApiServices,
 )
+from notify.adapters.kafka.connection import KafkaConnection
 from notify.adapters.kafka.consumer import PriorityConsumerLoop
 from notify.adapters.kafka.link import KafkaLink
 from notify.adapters.kafka.publisher import KafkaDispatchPublisher, make_producer
 from notify.adapters.kafka.queue import KafkaDispatchQueue, make_probe
 from notify.adapters.kafka.status import StatusTopicReader, make_status_consumer
 from notify.adapters.kafka.topics import ensure_topics
+from notify.adapters.postgres.events import PgStatusEvents
 from notify.adapters.postgres.keys import PgApiKeyStore
 from notify.adapters.postgres.ledger import PgDeliveryLedger
 from notify.adapters.postgres.notifications import PgNotifications
 from notify.adapters.postgres.operator import PgOperatorActions
 from notify.adapters.postgres.outbox import PgOutbox
+from notify.adapters.postgres.overview import PgOverview, PgWorkerReports
 from notify.adapters.postgres.pool import POSTGRES_UNAVAILABLE, create_pool
+from notify.adapters.postgres.rate_buckets import PgTokenBuckets
 from notify.adapters.postgres.receipts import PgReceipts
+from notify.adapters.postgres.retention import PgRetention
 from notify.adapters.postgres.stats import PgDeliveryStats
 from notify.adapters.postgres.sweeps import PgSweeps
 from notify.adapters.postgres.templates import PgTemplateStore
 from notify.adapters.postgres.tenant_providers import PgTenantProviders
+from notify.adapters.postgres.webhooks import PgWebhookEndpoints, PgWebhookQueue
 from notify.adapters.provider.apns import APNS_PRODUCTION, APNS_SANDBOX, ApnsConfig, ApnsProvider
 from notify.adapters.provider.fcm import FcmProvider, ServiceAccount
 from notify.adapters.provider.http import HttpProvider
@@ -66,25 +77,31 @@ from notify.adapters.telemetry import metrics
 from notify.adapters.telemetry.delivery_hooks import delivery_hooks
 from notify.adapters.telemetry.tracing import OtelTraceContexts
 from notify.adapters.templates.isolated import IsolatedTemplateEngine
+from notify.adapters.webhook_sender import HttpWebhookSender
 from notify.app.admission import Admission
-from notify.app.auth import Authenticator
+from notify.app.auth import Authenticator, KeyService
 from notify.app.delivery import Deliverer, PauseCache, Route
 from notify.app.dispatcher import PriorityDispatcher
 from notify.app.live import LiveHub
 from notify.app.notifications import NotificationService
 from notify.app.operations import Operations
+from notify.app.overview import OverviewService
 from notify.app.receipts import ReceiptService
 from notify.app.recovery import Recovery
 from notify.app.relay import OutboxRelay
+from notify.app.retention import RetentionService
 from notify.app.stats import StatsService
 from notify.app.templates import TemplateService
 from notify.app.tenant_providers import TenantProviders, TenantRoutes
+from notify.app.webhooks import WebhookDispatcher, WebhookPolicy, WebhookService
 from notify.app.worker import BackgroundJob, Worker, WorkerLimits
 from notify.domain.errors import Overloaded, Unavailable
 from notify.domain.model import Channel, Priority
 from notify.domain.retry import RetryPolicy
 from notify.ports.clock import Clock
+from notify.ports.overview import WorkerReport
 from notify.ports.provider import DeliveryProvider
+from notify.ports.resilience import RateLimiter
 from notify.settings import (
     AnyProvider,
     AnyProviderSettings,
@@ -146,6 +163,24 @@ async def _background(stop: asyncio.Event, *tasks: asyncio.Task[None]) -> None:
             await task
 
 
+def leased_tokens(settings: Settings, pool: asyncpg.Pool) -> LeasedTokens:
+    return LeasedTokens(PgTokenBuckets(pool), lease_s=settings.rate_limit_slice_s)
+
+
+def key_limiter(settings: Settings, pool: asyncpg.Pool) -> KeyLimiter:
+    """Per-key API limits: shared by every API replica, or (scope ``process``) per process."""
+    if settings.rate_limit_scope == "process":
+        return KeyRateLimiter(settings.api_key_rate_limit_per_s)
+    return SharedKeyRateLimiter(leased_tokens(settings, pool), settings.api_key_rate_limit_per_s)
+
+
+def provider_limiter(settings: Settings, pool: asyncpg.Pool) -> RateLimiter:
+    """Per-channel provider rates: shared by every worker, or (scope ``process``) per worker process."""
+    if settings.rate_limit_scope == "process":
+        return ChannelRateLimiter(settings.rate_limits())
+    return ClusterRateLimiter(leased_tokens(settings, pool), settings.rate_limits(), prefix="channel:")
+
+
 def build_relay(
     settings: Settings,
     pool: asyncpg.Pool,
@@ -176,9 +211,9 @@ def build_api_app(settings: Settings) -> web.Application:
             max_size=settings.database_pool_max,
         )
         link = KafkaLink(
-            lambda: make_producer(settings.kafka_bootstrap_servers, linger_ms=settings.kafka_linger_ms),
+            lambda: make_producer(kafka_connection(settings), linger_ms=settings.kafka_linger_ms),
             lambda: ensure_topics(
-                settings.kafka_bootstrap_servers,
+                kafka_connection(settings),
                 _all_topics(settings),
                 partitions=settings.kafka_partitions,
                 replication_factor=settings.kafka_replication_factor,
@@ -199,6 +234,19 @@ def build_api_app(settings: Settings) -> web.Application:
         app[STATS] = stats
         app[RECEIPTS] = ReceiptService(PgReceipts(pool))
         app[TENANT_PROVIDERS] = TenantProviders(tenant_provider_store(settings, pool), clock)
+        retention = RetentionService(
+            PgRetention(pool),
+            clock,
+            days=settings.retention_days,
+            days_by_tenant=settings.retention_days_by_tenant,
+        )
+        app[RETENTION] = retention
+        app[WEBHOOKS] = WebhookService(
+            PgWebhookEndpoints(pool),
+            clock,
+            allow_private_urls=settings.webhook_allow_private_urls,
+            rotation_overlap=timedelta(seconds=settings.webhook_secret_overlap_s),
+        )
         app[ROUND_BUDGET_S] = settings.delivery_round_s()
         callback_http = aiohttp.ClientSession()  # SNS certificates and subscription confirmations
         app[CALLBACKS] = Callbacks(clock, twilio_callbacks(settings), ses_callbacks(settings, callback_http))
@@ -215,7 +263,7 @@ def build_api_app(settings: Settings) -> web.Application:
         hub = LiveHub(capacity=settings.ws_client_buffer)
         status_reader = StatusTopicReader(
             lambda: make_status_consumer(
-                settings.kafka_bootstrap_servers, fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms
+                kafka_connection(settings), fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms
             ),
             settings.status_topic,
             hub,
@@ -244,11 +292,21 @@ def build_api_app(settings: Settings) -> web.Application:
             service,
             Operations(PgOperatorActions(pool), clock, on_enqueued=wake_relay),
             authenticator,
-            KeyRateLimiter(settings.api_key_rate_limit_per_s),
+            key_limiter(settings, pool),
             {"database": database, "accepting": accepting},
             # Reported by /health/ready without making the API unready: accepting needs neither.
             {"kafka": kafka, "status_topic": live_ready},
             failed_auth,
+        )
+        app[CONSOLE] = Console(
+            SessionCookies(
+                settings.console_secret.get_secret_value() if settings.console_secret else None,
+                max_age_s=settings.console_session_hours * 3600,
+            ),
+            OverviewService(PgOverview(pool), clock, report_interval_s=settings.metrics_refresh_s),
+            KeyService(PgApiKeyStore(pool), clock),
+            clock,
+            settings.jaeger_ui_url,
         )
         app[LIVE] = LiveEndpoint(
             hub,
@@ -257,6 +315,7 @@ def build_api_app(settings: Settings) -> web.Application:
             max_per_key=settings.ws_max_connections_per_key,
             recheck_s=settings.api_key_cache_s,
             failed_auth=failed_auth,
+            events=PgStatusEvents(pool),
         )
         stop = asyncio.Event()
 
@@ -285,6 +344,7 @@ def build_api_app(settings: Settings) -> web.Application:
                     backlog,
                     _every(600, stats.purge_expired),
                     _every(60, purge_history),
+                    _every(60, retention.purge_expired),
                 ),
                 name="metrics-refresh",
             ),
@@ -517,7 +577,7 @@ async def _serve_worker_http(
     return runner
 
 
-async def _consumer_lag(consumer: AIOKafkaConsumer) -> None:
+async def _consumer_lag(consumer: AIOKafkaConsumer) -> dict[str, int]:
     """Per topic: records at the partition ends not yet committed by this worker (its partitions only)."""
     lag: dict[str, int] = {}
     for tp in consumer.assignment():
@@ -531,6 +591,7 @@ async def _consumer_lag(consumer: AIOKafkaConsumer) -> None:
         lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - (committed or 0))
     for topic, value in lag.items():
         metrics.CONSUMER_LAG.labels(topic).set(value)
+    return lag
 
 
 async def build_worker(settings: Settings, resources: AsyncExitStack) -> Worker:
@@ -548,10 +609,10 @@ async def build_worker(settings: Settings, resources: AsyncExitStack) -> Worker:
     # One provider connection per delivery in flight (aiohttp's default pool of 100 would queue the rest).
     http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=settings.worker_concurrency))
     resources.push_async_callback(http.close)
-    producer = make_producer(settings.kafka_bootstrap_servers, linger_ms=settings.kafka_linger_ms)
+    producer = make_producer(kafka_connection(settings), linger_ms=settings.kafka_linger_ms)
     resources.push_async_callback(producer.stop)
     await ensure_topics(
-        settings.kafka_bootstrap_servers,
+        kafka_connection(settings),
         _all_topics(settings),
         partitions=settings.kafka_partitions,
         replication_factor=settings.kafka_replication_factor,
@@ -563,7 +624,7 @@ async def build_worker(settings: Settings, resources: AsyncExitStack) -> Worker:
     # The worker relays too: what its recovery sweep re-enqueues is published at once, status events of its
     # deliveries go out without waiting for a poll, and delivery keeps flowing with no API running.
     relay = build_relay(settings, pool, producer, clock)
-    probe = make_probe(settings.kafka_bootstrap_servers, settings.kafka_consumer_group)
+    probe = make_probe(kafka_connection(settings), settings.kafka_consumer_group)
     resources.push_async_callback(probe.stop)
     await probe.start()
     recovery = Recovery(
@@ -575,7 +636,8 @@ async def build_worker(settings: Settings, resources: AsyncExitStack) -> Worker:
         queue=KafkaDispatchQueue(probe, settings.topic_for_priority),
     )
     routes = build_routes(settings, http, resources)
-    resources.callback(metrics.register_breakers(r.breaker for rs in routes.values() for r in rs))
+    breakers = [r.breaker for rs in routes.values() for r in rs]
+    resources.callback(metrics.register_breakers(breakers))
     deliverer = Deliverer(
         PgDeliveryLedger(pool),
         routes,
@@ -589,7 +651,7 @@ async def build_worker(settings: Settings, resources: AsyncExitStack) -> Worker:
             max_retries=max_retries(settings),
             max_retry_after_s=settings.retry_after_max_s,
         ),
-        limiter=ChannelRateLimiter(settings.rate_limits()),
+        limiter=provider_limiter(settings, pool),
         pauses=PauseCache(PgOperatorActions(pool).pauses, clock, settings.pause_refresh_s),
         observer=metrics.PrometheusDeliveryObserver(),
         tenant_routes=build_tenant_routes(settings, pool, clock, http, resources),
@@ -606,17 +668,30 @@ async def build_worker(settings: Settings, resources: AsyncExitStack) -> Worker:
             shutdown_grace_s=settings.worker_shutdown_grace_s,
         )
 
-    async def refresh_lag() -> None:
-        await _consumer_lag(consumer)
+    reports = PgWorkerReports(pool)
+
+    async def refresh_lag_and_report() -> None:
+        # What the console shows of this worker (the API runs no consumer group and no breakers).
+        lag = await _consumer_lag(consumer)
+        await reports.report(
+            WorkerReport(
+                worker_id,
+                clock.now(),
+                lag,
+                {b.name: b.state for b in breakers},
+                {c: r for c, r in settings.rate_limits().items()},
+            )
+        )
 
     async def refresh_metrics(stop: asyncio.Event) -> None:
         await metrics.refresh_periodically(
-            stop, settings.metrics_refresh_s, _backlog_refresher(pool), refresh_lag
+            stop, settings.metrics_refresh_s, _backlog_refresher(pool), refresh_lag_and_report
         )
 
     background: list[tuple[str, BackgroundJob]] = [
         ("recovery", recovery.run),
         ("metrics-refresh", refresh_metrics),
+        ("webhooks", build_webhook_dispatcher(settings, pool, http, clock, worker_id).run),
     ]
     if settings.outbox_relay_enabled:
         background.insert(0, ("outbox-relay", relay.run))
@@ -635,9 +710,59 @@ async def build_worker(settings: Settings, resources: AsyncExitStack) -> Worker:
     )
 
 
+def webhook_policy(settings: Settings) -> WebhookPolicy:
+    return WebhookPolicy(
+        max_attempts=settings.webhook_max_attempts,
+        retry_base_s=settings.webhook_retry_base_s,
+        retry_cap_s=settings.webhook_retry_cap_s,
+        disable_after_s=settings.webhook_disable_after_s,
+        lease_s=settings.webhook_lease_s,
+        poll_interval_s=settings.webhook_poll_interval_s,
+    )
+
+
+def build_webhook_dispatcher(
+    settings: Settings, pool: asyncpg.Pool, http: aiohttp.ClientSession, clock: SystemClock, worker_id: str
+) -> WebhookDispatcher:
+    """Status webhooks go out from every worker: one breaker per endpoint (per worker process)."""
+    breakers: dict[UUID, AioCircuitBreaker] = {}
+
+    def breaker_for(endpoint_id: UUID) -> AioCircuitBreaker:
+        if endpoint_id not in breakers:
+            breakers[endpoint_id] = AioCircuitBreaker(
+                f"webhook:{endpoint_id}",
+                fail_max=settings.breaker_fail_max,
+                reset_timeout_s=settings.breaker_reset_s,
+            )
+        return breakers[endpoint_id]
+
+    return WebhookDispatcher(
+        PgWebhookQueue(pool),
+        HttpWebhookSender(http, clock, timeout_s=settings.webhook_timeout_s),
+        clock,
+        breaker_for,
+        owner=worker_id,
+        policy=webhook_policy(settings),
+    )
+
+
+def kafka_connection(settings: Settings) -> KafkaConnection:
+    password = settings.kafka_sasl_password
+    return KafkaConnection(
+        settings.kafka_bootstrap_servers,
+        security_protocol=settings.kafka_security_protocol,
+        sasl_mechanism=settings.kafka_sasl_mechanism,
+        sasl_username=settings.kafka_sasl_username,
+        sasl_password=password.get_secret_value() if password is not None else None,
+        ssl_cafile=settings.kafka_ssl_cafile,
+        ssl_certfile=settings.kafka_ssl_certfile,
+        ssl_keyfile=settings.kafka_ssl_keyfile,
+    )
+
+
 def make_group_consumer(settings: Settings) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **kafka_connection(settings).options(),
         group_id=settings.kafka_consumer_group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

@@ -190,26 +190,59 @@ class Settings(BaseSettings):
 
     # --- infrastructure ---------------------------------------------------------------------------------
     # A secret: the URL carries the password. Read it with .get_secret_value().
-    database_url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:5432/notify")
-    database_pool_min: int = Field(2, ge=1)
-    database_pool_max: int = Field(10, ge=1)
-    kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    kafka_topic_prefix: str = "notifications"
+    database_url: SecretStr = Field(
+        SecretStr("postgresql://postgres@127.0.0.1:5432/notify"),
+        description="PostgreSQL URL (a secret: it carries the password); add ?sslmode=verify-full for TLS",
+    )
+    database_pool_min: int = Field(2, ge=1, description="connections each process keeps open")
+    database_pool_max: int = Field(10, ge=1, description="connections each process may open")
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka brokers, comma-separated host:port"
+    )
+    kafka_topic_prefix: str = Field(
+        "notifications", description="topics are PREFIX.high, .normal, .low, .dlq and .status"
+    )
     kafka_partitions: int = Field(6, ge=1, description="partitions per topic when notify creates it")
-    kafka_replication_factor: int = Field(1, ge=1)
-    kafka_consumer_group: str = "notify-workers"
+    kafka_replication_factor: int = Field(1, ge=1, description="replicas per topic when notify creates it")
+    kafka_consumer_group: str = Field("notify-workers", description="the workers' consumer group")
     # Tansu's fetch long-poll is not woken by new data: latency follows this value (see LOCAL-INFRA.md).
-    kafka_fetch_max_wait_ms: int = Field(20, ge=1)
-    kafka_session_timeout_ms: int = Field(10_000, ge=1000)
-    kafka_heartbeat_interval_ms: int = Field(1_000, ge=100)
-    kafka_linger_ms: int = Field(5, ge=0)
+    kafka_fetch_max_wait_ms: int = Field(
+        20,
+        ge=1,
+        description="consumer fetch long-poll; on Tansu latency follows it (it does not wake on new data)",
+    )
+    kafka_session_timeout_ms: int = Field(
+        10_000, ge=1000, description="a worker silent this long leaves the consumer group"
+    )
+    kafka_heartbeat_interval_ms: int = Field(1_000, ge=100, description="consumer heartbeat interval")
+    kafka_linger_ms: int = Field(5, ge=0, description="producer batching delay")
+    # A managed cluster: TLS, and SASL with PLAIN or SCRAM (docs/operations.md).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL_* protocol)"
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (a secret)")
+    kafka_ssl_cafile: str | None = Field(
+        None, description="CA bundle to verify the brokers (unset: the system's)"
+    )
+    kafka_ssl_certfile: str | None = Field(None, description="client certificate, for mutual TLS")
+    kafka_ssl_keyfile: str | None = Field(None, description="the client certificate's key")
 
     # --- API --------------------------------------------------------------------------------------------
-    api_host: str = "127.0.0.1"
-    api_port: int = Field(8080, ge=0, le=65535)
+    api_host: str = Field("127.0.0.1", description="address the API listens on (0.0.0.0 in a container)")
+    api_port: int = Field(8080, ge=0, le=65535, description="API port (0: any free port)")
     # A batch of 1000 emails can be large; single requests are far smaller.
-    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
-    api_key_rate_limit_per_s: float = Field(200.0, gt=0, description="default requests/s per API key")
+    max_body_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="largest request body (a batch of 1000); other requests are held to 1 MiB",
+    )
+    api_key_rate_limit_per_s: float = Field(
+        200.0, gt=0, description="default requests/s per API key, by all API processes together"
+    )
     api_failed_auth_per_s: float = Field(
         5.0,
         ge=0,
@@ -231,7 +264,9 @@ class Settings(BaseSettings):
         description="unpublished outbox records past which new notifications get 503 (0: no limit)",
     )
     # Live status over WebSocket: events queued for one client before it is dropped as too slow.
-    ws_client_buffer: int = Field(1000, ge=1)
+    ws_client_buffer: int = Field(
+        1000, ge=1, description="events queued for one live client before it is dropped as too slow (1013)"
+    )
     ws_max_connections_per_key: int = Field(
         16, ge=1, description="live streams one API key may have open at once (429 past it)"
     )
@@ -239,14 +274,30 @@ class Settings(BaseSettings):
         20.0, gt=0, description="ping interval; a client that stops answering is closed"
     )
 
+    # --- operator console (/console) -------------------------------------------------------------------
+    # Signs the console's session cookies. Set the same value on every API replica (a session is then valid
+    # on any of them, and survives restarts); unset, each process makes a random one.
+    console_secret: SecretStr | None = Field(
+        None, description="signs console sessions; the same on every API replica (unset: random per process)"
+    )
+    console_session_hours: float = Field(12.0, gt=0, description="a console sign-in lasts this long")
+    # Jaeger's UI (e.g. http://localhost:16686): a notification's trace id links to <url>/trace/<id>.
+    jaeger_ui_url: str | None = Field(
+        None, description="Jaeger's UI; the console links each trace id to URL/trace/ID"
+    )
+
     # --- outbox relay (runs inside every API process; safe to run in many) ------------------------------
-    outbox_relay_enabled: bool = True
-    outbox_batch_size: int = Field(500, ge=1)
-    outbox_poll_interval_s: float = Field(0.5, gt=0)
+    outbox_relay_enabled: bool = Field(
+        True, description="run the outbox relay in this process (safe in many)"
+    )
+    outbox_batch_size: int = Field(500, ge=1, description="outbox records the relay publishes per round")
+    outbox_poll_interval_s: float = Field(
+        0.5, gt=0, description="how often the relay looks for records nobody woke it for"
+    )
     outbox_retention_s: float = Field(3600.0, ge=0, description="how long published records are kept")
 
     # --- worker -----------------------------------------------------------------------------------------
-    worker_id: str = ""  # defaults to host:pid
+    worker_id: str = Field("", description="names this worker's claims and reports (default host:pid)")
     worker_concurrency: int = Field(128, ge=1, description="deliveries in flight at once")
     worker_concurrency_per_channel: int = Field(
         96, ge=1, description="of those, at most this many for one channel (a slow channel spares the rest)"
@@ -255,14 +306,25 @@ class Settings(BaseSettings):
         256, ge=1, description="records fetched ahead per priority before its partitions are paused"
     )
     worker_lease_s: float = Field(60.0, gt=0, description="a claim older than this is recovered")
-    worker_shutdown_grace_s: float = Field(10.0, ge=0)
-    worker_commit_interval_s: float = Field(0.2, gt=0)
+    worker_shutdown_grace_s: float = Field(
+        10.0, ge=0, description="on SIGTERM, how long in-flight deliveries may finish"
+    )
+    worker_commit_interval_s: float = Field(0.2, gt=0, description="how often consumed offsets are committed")
     recovery_interval_s: float = Field(0.5, gt=0, description="scheduler: due sends, due retries, leases")
     # A pending notification not claimed for this long is re-enqueued (covers records a broker lost).
-    stale_pending_s: float = Field(120.0, gt=0)
+    stale_pending_s: float = Field(
+        120.0,
+        gt=0,
+        description="a pending notification not claimed this long is enqueued again (a broker lost it)",
+    )
     # The worker's own small HTTP port: /health, /health/ready, /metrics (0 = any free port).
-    worker_http_host: str = "127.0.0.1"
-    worker_http_port: int = Field(8081, ge=0, le=65535)
+    worker_http_host: str = Field("127.0.0.1", description="address of the worker's own HTTP port")
+    worker_http_port: int = Field(
+        8081,
+        ge=0,
+        le=65535,
+        description="the worker's /health, /health/ready and /metrics port (0: any free port)",
+    )
 
     # --- providers --------------------------------------------------------------------------------------
     # The ordered provider list per channel (primary first), as JSON:
@@ -272,49 +334,113 @@ class Settings(BaseSettings):
     # Each entry has a "type": "http" (the default), "smtp", "ses", "twilio", "fcm" or "apns"
     # (docs/providers.md).
     # A channel left out uses the single provider below.
-    providers: dict[str, list[AnyProviderSettings]] = Field(default_factory=dict)
-    provider_name: str = "sandbox"
-    provider_url: str = "http://127.0.0.1:9100/send"
-    provider_timeout_s: float = Field(10.0, gt=0)
+    providers: dict[str, list[AnyProviderSettings]] = Field(
+        default_factory=dict,
+        description="each channel's providers in failover order, as JSON (docs/providers.md)",
+    )
+    provider_name: str = Field(
+        "sandbox",
+        description="name of the single default provider (when NOTIFY_PROVIDERS leaves a channel out)",
+    )
+    provider_url: str = Field(
+        "http://127.0.0.1:9100/send", description="URL of the single default provider (docs/providers.md)"
+    )
+    provider_timeout_s: float = Field(10.0, gt=0, description="timeout of the single default provider")
     # A tenant may bring its own providers (PUT /api/v1/providers): kept encrypted with this Fernet key
     # (`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`). Unset:
     # tenants cannot, and every tenant uses the list above.
-    provider_credentials_key: SecretStr | None = None
+    provider_credentials_key: SecretStr | None = Field(
+        None, description="Fernet key; set, tenants may bring their own providers (stored encrypted)"
+    )
     status_history_days: float = Field(
         30.0, gt=0, description="how long each status change of a notification is kept (its timeline)"
+    )
+    retention_days: float | None = Field(
+        None, gt=0, description="notifications in a final status older than this are deleted (unset: kept)"
+    )
+    retention_days_by_tenant: dict[str, float] = Field(
+        default_factory=dict, description='per-tenant retention overriding the default, as JSON: {"acme": 7}'
     )
     tenant_providers_refresh_s: float = Field(
         5.0, gt=0, description="how often workers re-read a tenant's own providers"
     )
 
     # --- delivery policy --------------------------------------------------------------------------------
-    retry_base_s: float = Field(1.0, gt=0)
-    retry_cap_s: float = Field(300.0, gt=0)
+    retry_base_s: float = Field(1.0, gt=0, description="first retry waits up to this (full jitter, doubling)")
+    retry_cap_s: float = Field(300.0, gt=0, description="no retry waits longer than this")
     retry_after_max_s: float = Field(
         3600.0, gt=0, description="a provider's Retry-After is honoured up to this many seconds"
     )
-    max_retries_high: int = Field(5, ge=0)
-    max_retries_normal: int = Field(3, ge=0)
-    max_retries_low: int = Field(2, ge=0)
+    max_retries_high: int = Field(5, ge=0, description="retries after the first attempt, high priority")
+    max_retries_normal: int = Field(3, ge=0, description="retries after the first attempt, normal priority")
+    max_retries_low: int = Field(2, ge=0, description="retries after the first attempt, low priority")
     breaker_fail_max: int = Field(5, ge=1, description="consecutive transient failures that open a breaker")
     breaker_reset_s: float = Field(30.0, gt=0, description="how long a breaker stays open before a trial")
     breaker_half_open_calls: int = Field(1, ge=1, description="trial calls allowed while half-open")
     # Token bucket per channel, messages per second; unset = unlimited.
-    rate_limit_sms: float | None = Field(None, gt=0)
-    rate_limit_email: float | None = Field(None, gt=0)
-    rate_limit_push: float | None = Field(None, gt=0)
+    rate_limit_sms: float | None = Field(
+        None, gt=0, description="SMS sent per second, by all workers together (unset: no limit)"
+    )
+    rate_limit_email: float | None = Field(
+        None, gt=0, description="emails sent per second, by all workers together (unset: no limit)"
+    )
+    rate_limit_push: float | None = Field(
+        None, gt=0, description="pushes sent per second, by all workers together (unset: no limit)"
+    )
+    rate_limit_scope: Literal["cluster", "process"] = Field(
+        "cluster",
+        description=(
+            "cluster: provider and API-key rates hold for all processes together (buckets in PostgreSQL, "
+            "taken in slices); process: a bucket per process (N processes, N times the rate)"
+        ),
+    )
+    rate_limit_slice_s: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="cluster limits: seconds' worth of tokens a process takes per trip to PostgreSQL",
+    )
     pause_refresh_s: float = Field(0.5, gt=0, description="how often workers re-read pause/resume")
 
+    # --- status webhooks ----------------------------------------------------------------------------------
+    # Off in production: endpoints must be https to a public host. `notify dev` turns it on (receivers on
+    # loopback or a private network, plain http).
+    webhook_allow_private_urls: bool = Field(
+        False, description="webhook URLs may be http and on loopback or private hosts (development)"
+    )
+    webhook_secret_overlap_s: float = Field(
+        86_400.0, ge=0, description="after a rotation, the old secret keeps signing this long"
+    )
+    webhook_max_attempts: int = Field(12, ge=1, description="calls per delivery before it is marked failed")
+    webhook_retry_base_s: float = Field(
+        5.0, gt=0, description="first webhook retry waits up to this (full jitter, doubling)"
+    )
+    webhook_retry_cap_s: float = Field(3600.0, gt=0, description="no webhook retry waits longer than this")
+    webhook_disable_after_s: float = Field(
+        3 * 86_400.0, gt=0, description="an endpoint failing without a success this long is disabled"
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, description="a webhook receiver must answer within this")
+    webhook_lease_s: float = Field(
+        30.0, gt=0, description="a delivery held by a worker that died is sent again after this"
+    )
+    webhook_poll_interval_s: float = Field(
+        0.5, gt=0, description="how often workers look for due webhook deliveries"
+    )
+
     # --- sandbox provider -------------------------------------------------------------------------------
-    sandbox_host: str = "127.0.0.1"
-    sandbox_port: int = Field(9100, ge=0, le=65535)
+    sandbox_host: str = Field("127.0.0.1", description="address of the sandbox provider")
+    sandbox_port: int = Field(
+        9100, ge=0, le=65535, description="the sandbox provider's port (`notify sandbox`)"
+    )
 
     # --- observability ----------------------------------------------------------------------------------
-    log_level: str = "INFO"
-    log_json: bool = True
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_json: bool = Field(True, description="JSON lines (false: plain text)")
     # OTLP/HTTP collector base URL (Jaeger: http://jaeger:4318); spans go to <url>/v1/traces. Unset: trace
     # context is still created and propagated (ids in logs, traceparent to providers) but nothing is exported.
-    otlp_endpoint: str | None = None
+    otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP collector base URL (e.g. http://jaeger:4318); unset: nothing exported"
+    )
     trace_sample_ratio: float = Field(1.0, ge=0, le=1, description="share of new traces recorded")
     metrics_refresh_s: float = Field(
         5.0, gt=0, description="how often gauges read from PostgreSQL/Kafka refresh"
@@ -372,6 +498,27 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"worker_lease_s ({self.worker_lease_s:g}) must be longer than a delivery round, the "
                 f"provider timeouts of a channel added up ({round_s:g} s), plus 1 s to store its outcome"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sasl_is_complete(self) -> Self:
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                f"kafka_security_protocol {self.kafka_security_protocol} needs kafka_sasl_mechanism, "
+                "kafka_sasl_username and kafka_sasl_password"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _webhook_lease_outlasts_a_call(self) -> Self:
+        # A lease that ran out while the call was still running would let another worker send it again.
+        if self.webhook_lease_s <= self.webhook_timeout_s + 1:
+            raise ValueError(
+                f"webhook_lease_s ({self.webhook_lease_s:g}) must be longer than webhook_timeout_s "
+                f"({self.webhook_timeout_s:g}) plus 1 s to store the outcome"
             )
         return self
 

@@ -86,7 +86,7 @@ async def test_transient_errors_then_success_after_each_backoff(stack: Stack) ->
         assert parse(failed["finished_at"]) <= due <= parse(next_call["started_at"])
     assert (await stack.sandbox("/stats"))["accepted"] == 1
     # The timeline keeps every step, from the database (the outbox keeps status events only an hour).
-    async with stack.http.get(f"{stack.api_url}/api/v1/notifications/{n['id']}/timeline") as r:
+    async with stack.http.get(f"{stack.api_url}/api/v1/notifications/{n['id']}/events") as r:
         steps = [(c["status"], c["attempt"]) for c in (await r.json())["data"]]
     assert steps == [
         ("pending", 0),

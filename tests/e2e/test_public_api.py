@@ -105,7 +105,7 @@ async def test_revoked_key_is_refused(stack: Stack) -> None:
             assert (message.type, message.data) == (aiohttp.WSMsgType.CLOSE, 1008), message
 
 
-async def test_per_key_rate_limit_answers_429_with_retry_after(stack: Stack) -> None:
+async def test_per_key_rate_limit_answers_429_with_retry_after_and_ratelimit_headers(stack: Stack) -> None:
     await stack.start_api(api_key_rate_limit_per_s=5)
     statuses: list[int] = []
     retry_after: set[str] = set()
@@ -115,6 +115,12 @@ async def test_per_key_rate_limit_answers_429_with_retry_after(stack: Stack) -> 
             if r.status == 429:
                 retry_after.add(r.headers["Retry-After"])
                 assert (await r.json())["code"] == "rate_limited"
+                limits = (
+                    r.headers["RateLimit-Limit"],
+                    r.headers["RateLimit-Remaining"],
+                    r.headers["RateLimit-Reset"],
+                )
+                assert limits == ("5", "0", r.headers["Retry-After"])
     assert statuses.count(200) >= 5
     assert 429 in statuses
     assert retry_after == {"1"}

@@ -25,6 +25,9 @@ from tests.conftest import Stack
 pytestmark = pytest.mark.timeout(300)
 
 MAX_TIME_S = 100
+# A Server-Sent Events stream never ends, so a request/response fuzzer can only time out on it (its
+# validation and headers are covered in test_resumable_stream.py).
+EXCLUDED_PATHS = ("/api/v1/events",)
 HARD_LIMIT_S = MAX_TIME_S + 60
 SEED = 20250115  # fixed, so a failure reproduces with the same command
 
@@ -73,6 +76,7 @@ async def test_the_api_conforms_to_its_openapi_document(stack: Stack, tmp_path: 
         f"Authorization: Bearer {stack.api_key}",
         "--checks",
         ",".join(CHECKS),
+        *(arg for path in EXCLUDED_PATHS for arg in ("--exclude-path", path)),
         "--max-examples",
         "30",
         "--max-time",
@@ -100,4 +104,5 @@ async def test_the_api_conforms_to_its_openapi_document(stack: Stack, tmp_path: 
     print(report)  # shown by pytest when the test fails
     assert process.returncode == 0, report[-30000:]
     tested = re.search(r"Tested:\s+(\d+)", report)
-    assert tested is not None and int(tested.group(1)) == len(ROUTES), report[-3000:]
+    fuzzed = [route for route in ROUTES if route.path not in EXCLUDED_PATHS]
+    assert tested is not None and int(tested.group(1)) == len(fuzzed), report[-3000:]

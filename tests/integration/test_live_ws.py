@@ -25,7 +25,8 @@ from notify.adapters.http.live import LiveEndpoint
 from notify.app.auth import Authenticator, KeyService
 from notify.app.live import LiveHub
 from notify.domain.events import StatusEvent
-from tests.fakes import FakeApiKeyStore, FakeClock, status_event
+from notify.domain.keys import KeyScope
+from tests.fakes import FakeApiKeyStore, FakeClock, FakeStatusEvents, status_event
 
 Client = TestClient[web.Request, web.Application]
 
@@ -46,14 +47,14 @@ class Live:
 
 
 @asynccontextmanager
-async def serve(capacity: int = 100) -> AsyncIterator[Live]:
+async def serve(capacity: int = 100, events: FakeStatusEvents | None = None) -> AsyncIterator[Live]:
     store, clock = FakeApiKeyStore(), FakeClock()
     keys = KeyService(store, clock)
     _, key_a = await keys.create("a", "tenant-a")
     _, key_b = await keys.create("b", "tenant-b")
     hub = LiveHub(capacity=capacity)
     authenticator = Authenticator(store, clock)
-    endpoint = LiveEndpoint(hub, authenticator, heartbeat_s=30, max_per_key=3, recheck_s=0.1)
+    endpoint = LiveEndpoint(hub, authenticator, heartbeat_s=30, max_per_key=3, recheck_s=0.1, events=events)
     app = web.Application(middlewares=[error_middleware])
     app.router.add_get("/ws", endpoint.handle)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
@@ -235,9 +236,11 @@ async def test_events_reach_clients_filtered_by_tenant_and_subscription(live: Li
     assert [(e["notification_id"], e["status"]) for e in got_a][-1] == (x, "delivered")
     assert "b-only" not in [e["notification_id"] for e in got_a]
     assert set(got_a[0]) == {
+        "event_id",
         "notification_id",
         "batch_id",
         "channel",
+        "priority",
         "status",
         "previous_status",
         "attempt",
@@ -396,3 +399,56 @@ async def test_shutdown_closes_every_client_with_1001(live: Live) -> None:
     await asyncio.wait_for(shutdown, 5)
     assert live.hub.subscribers == 0
     await until(lambda: all(ws.closed for ws in clients))
+
+
+async def test_an_admin_key_may_watch_every_tenant_and_a_tenant_key_may_not(live: Live) -> None:
+    _, admin = await KeyService(live.store, live.clock).create("ops", "ops", scope=KeyScope.ADMIN)
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await live.client.ws_connect("/ws?tenants=all", headers={"Authorization": f"Bearer {live.key_a}"})
+    assert refused.value.status == 403
+    operator = await live.client.ws_connect("/ws?tenants=all", headers={"Authorization": f"Bearer {admin}"})
+    own = await live.connect(admin)  # without ?tenants=all: its own tenant's only
+    await subscribe(operator)
+    await subscribe(own)
+    live.hub.publish(event("for-a", "tenant-a"))
+    live.hub.publish(event("for-b", "tenant-b"))
+    live.hub.publish(event("for-ops", "ops"))
+    got = [await receive(operator) for _ in range(3)]
+    assert [(e["notification_id"], e["tenant_id"]) for e in got] == [
+        ("for-a", "tenant-a"),
+        ("for-b", "tenant-b"),
+        ("for-ops", "ops"),
+    ]
+    assert (await receive(own))["notification_id"] == "for-ops"
+    await operator.close()
+    await own.close()
+
+
+async def test_a_client_resuming_with_since_gets_what_it_missed_then_live_events_none_twice() -> None:
+    stored = FakeStatusEvents(
+        [
+            status_event("old", "tenant-a", event_id=5),
+            status_event("missed-1", "tenant-a", event_id=7, status="processing"),
+            status_event("other-tenant", "tenant-b", event_id=8),
+            status_event("missed-2", "tenant-a", event_id=9, channel="email"),
+            status_event("missed-3", "tenant-a", event_id=10),
+        ]
+    )
+    async with serve(events=stored) as live:
+        ws = await live.connect(live.key_a)
+        await ws.send_str(json.dumps({"action": "subscribe", "since": 5, "channels": ["sms"]}))
+        ack = await receive(ws)
+        assert ack["action"] == "subscribed" and ack["since"] == 5
+        # Live events published while the replay runs: one it also replays (same event id), one newer.
+        live.hub.publish(status_event("missed-3", "tenant-a", event_id=10))
+        live.hub.publish(status_event("new", "tenant-a", event_id=11))
+        got = [await receive(ws) for _ in range(3)]
+        assert [(e["notification_id"], e["event_id"]) for e in got] == [
+            ("missed-1", 7),
+            ("missed-3", 10),  # the email one is filtered out; the live twin of 10 is not sent again
+            ("new", 11),
+        ]
+        assert stored.reads[0] == ("tenant-a", 5)
+        live.hub.publish(status_event("later", "tenant-a", event_id=12))
+        assert (await receive(ws))["notification_id"] == "later"
+        await ws.close()

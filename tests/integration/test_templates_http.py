@@ -173,3 +173,22 @@ async def test_list_pages_with_a_cursor(client: TestClient[web.Request, web.Appl
     for params in ({"page_size": "0"}, {"page_size": "101"}, {"cursor": "!!"}, {"sort": "name"}):
         resp = await client.get(BASE, params=params)
         assert resp.status == 400, params
+
+
+async def test_a_read_has_an_etag_and_if_none_match_answers_304_until_it_changes(
+    client: TestClient[web.Request, web.Application],
+) -> None:
+    created = await create(client, name="etag", channel="sms", body="v1 {{ x }}")
+    first = await client.get(f"{BASE}/{created['id']}")
+    etag = first.headers["ETag"]
+    assert first.status == 200 and etag.startswith('"') and etag.endswith('"')
+    unchanged = await client.get(f"{BASE}/{created['id']}", headers={"If-None-Match": etag})
+    assert unchanged.status == 304 and unchanged.headers["ETag"] == etag and await unchanged.read() == b""
+    replaced = await client.put(
+        f"{BASE}/{created['id']}", json={"name": "etag", "channel": "sms", "body": "v2"}
+    )
+    assert replaced.status == 200
+    changed = await client.get(f"{BASE}/{created['id']}", headers={"If-None-Match": etag})
+    assert (
+        changed.status == 200 and changed.headers["ETag"] != etag and (await changed.json())["body"] == "v2"
+    )

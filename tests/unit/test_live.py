@@ -43,12 +43,16 @@ class TestStatusEvent:
             timestamp="2026-01-01T12:00:00Z",
             seq=987654,
             next_attempt_at="2026-01-01T12:00:03Z",
+            priority="high",
+            event_id=42,
         )
         public = e.public()
         assert public == {
+            "event_id": 42,
             "notification_id": "n-1",
             "batch_id": "b-1",
             "channel": "email",
+            "priority": "high",
             "status": "retrying",
             "previous_status": "processing",
             "attempt": 2,

@@ -97,6 +97,23 @@ class TemplateService:
         if not await self._store.delete(tenant_id, template_id):
             raise _not_found(template_id)
 
+    async def preview(
+        self,
+        tenant_id: str,
+        channel: Channel,
+        body: str,
+        subject: str | None,
+        variables: Mapping[str, Any],
+    ) -> tuple[str, str | None]:
+        """What a template not yet saved renders to with ``variables``; the same ValidationFailed as saving it
+        (syntax) or sending with it (a missing variable, too expensive) would raise."""
+        errors = await self._engine.check(channel, body, subject)
+        if errors:
+            raise ValidationFailed.for_fields(errors)
+        now = self._clock.now()
+        draft = Template(uuid7_at(now), tenant_id, "preview", channel, body, subject, now, now)
+        return await self._engine.render(draft, variables)
+
     async def render_for(
         self,
         tenant_id: str,

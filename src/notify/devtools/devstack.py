@@ -109,6 +109,8 @@ class DevStack:
             "NOTIFY_WORKER_HTTP_PORT": str(self.worker_port),
             "NOTIFY_PROVIDER_URL": f"http://127.0.0.1:{self.sandbox_port}/send",
             "NOTIFY_KAFKA_SESSION_TIMEOUT_MS": os.environ.get("NOTIFY_KAFKA_SESSION_TIMEOUT_MS", "6000"),
+            # Webhook receivers under development run on this machine, over plain http.
+            "NOTIFY_WEBHOOK_ALLOW_PRIVATE_URLS": os.environ.get("NOTIFY_WEBHOOK_ALLOW_PRIVATE_URLS", "true"),
         }
         for command in ("sandbox", "api", "worker"):
             # Each child gets its own process group so that Ctrl-C reaches only us; we stop them in order.
@@ -125,6 +127,7 @@ class DevStack:
             [
                 "",
                 "notify is up.",
+                f"  console          {api}/console   (sign in with the admin key below)",
                 f"  API              {api}   (health: {api}/health/ready, docs: {api}/docs)",
                 f"  live status      ws://127.0.0.1:{self.api_port}/ws   (Authorization: Bearer <key>)",
                 f"  metrics          {api}/metrics, http://127.0.0.1:{self.worker_port}/metrics (worker)",

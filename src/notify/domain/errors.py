@@ -185,6 +185,7 @@ class RateLimited(NotifyError):
     code = "rate_limited"
     retriable = True
 
-    def __init__(self, message: str, retry_after_s: float) -> None:
+    def __init__(self, message: str, retry_after_s: float, limit_per_s: float | None = None) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.limit_per_s = limit_per_s  # the key's rate, when a request rate was exceeded

@@ -20,13 +20,17 @@ class StatusEvent:
     timestamp: str  # RFC 3339 UTC, when the transition was stored
     seq: int  # grows with every event; a repeat of an event already seen has the same seq
     next_attempt_at: str | None = None  # RFC 3339 UTC; set on 'retrying' events: when the next attempt is due
+    priority: str | None = None  # None only for events stored before migration 0015
+    event_id: int | None = None  # the status change's id (status_history): increasing; None before 0016
 
     def public(self) -> dict[str, Any]:
         """What a subscriber receives (see the README, "Live status"); tenant and sequence stay inside."""
         return {
+            "event_id": self.event_id,
             "notification_id": self.notification_id,
             "batch_id": self.batch_id,
             "channel": self.channel,
+            "priority": self.priority,
             "status": self.status,
             "previous_status": self.previous_status,
             "attempt": self.attempt,
@@ -35,3 +39,7 @@ class StatusEvent:
             "next_attempt_at": self.next_attempt_at,
             "timestamp": self.timestamp,
         }
+
+    def for_operator(self) -> dict[str, Any]:
+        """What an admin watching every tenant receives: the public fields and the tenant."""
+        return {**self.public(), "tenant_id": self.tenant_id}

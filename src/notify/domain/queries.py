@@ -11,7 +11,7 @@ from notify.domain.model import Channel, Notification, Priority, Status
 
 @dataclass(frozen=True, slots=True)
 class DeadLetterQuery:
-    tenant_id: str
+    tenant_id: str | None  # None: every tenant's (an operator's view; the API always names one)
     channel: Channel | None = None
     provider: str | None = None
     error_contains: str | None = None
@@ -23,7 +23,7 @@ class DeadLetterQuery:
 
 @dataclass(frozen=True, slots=True)
 class ListQuery:
-    tenant_id: str
+    tenant_id: str | None  # None: every tenant's (an operator's view; the API always names one)
     status: Status | None = None
     channel: Channel | None = None
     priority: Priority | None = None

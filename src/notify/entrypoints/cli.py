@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import logging
 import signal
 import sys
@@ -29,10 +30,24 @@ def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> int:
 
     try:
         asyncio.run(runner())
-    except Exception:
+    except Exception as exc:
+        if _unreachable(exc) is not None:
+            raise  # main() says it in one line
         log.exception("fatal error")
         return 1
     return 0
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """What a dependency that could not be reached at start-up is called, or None for any other error."""
+    name = type(exc).__module__ + "." + type(exc).__name__
+    if name.startswith(("asyncpg.", "psycopg.")) or isinstance(exc, ConnectionRefusedError | TimeoutError):
+        return "PostgreSQL (NOTIFY_DATABASE_URL)"
+    if name.startswith("aiokafka."):
+        return "Kafka (NOTIFY_KAFKA_BOOTSTRAP_SERVERS)"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return "a server it needs"
+    return None
 
 
 def _traced(settings: Settings, service_name: str, run: Callable[[], int]) -> int:
@@ -157,8 +172,16 @@ def _dev(settings: Settings, args: argparse.Namespace) -> int:
     return run_dev_stack(settings, api_port=args.api_port, sandbox_port=args.sandbox_port)
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("notify")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="notify", description="Self-hosted notification backend.")
+    parser.add_argument("--version", action="version", version=f"notify {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     api = sub.add_parser("api", help="run the HTTP API (and its outbox relay)")
     api.add_argument("--port", type=int, default=None, help="overrides NOTIFY_API_PORT")
@@ -206,15 +229,24 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--api-port", type=int, default=8080)
     dev.add_argument("--sandbox-port", type=int, default=9100)
     dev.set_defaults(handler=_dev)
+    sub.add_parser("settings", help="print the configuration reference (every NOTIFY_* variable)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "settings":  # needs no configuration, and must work when it is wrong
+        from notify.settings_reference import reference
+
+        print(reference(), end="")
+        return 0
     try:
         settings = load_settings()
-    except ValidationError as exc:  # secrets are SecretStr: never in the message
-        print(f"notify: the configuration (NOTIFY_* variables) is invalid:\n{exc}", file=sys.stderr)
+    except ValidationError as exc:  # inputs are never echoed (hide_input_in_errors): no secret leaks here
+        for error in exc.errors():
+            loc = error["loc"]
+            variable = "NOTIFY_" + "_".join(str(part) for part in loc).upper() if loc else "configuration"
+            print(f"notify: {variable}: {error['msg']} (docs/configuration.md)", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, json_lines=settings.log_json)
     handler: Callable[[Settings, argparse.Namespace], int] = args.handler
@@ -230,6 +262,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    except Exception as exc:
+        what = _unreachable(exc)
+        if what is None:
+            raise
+        print(f"notify {args.command}: cannot reach {what}: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
 
 
 def run() -> None:

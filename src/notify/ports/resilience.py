@@ -7,6 +7,7 @@ aiobreaker and aiolimiter.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 T = TypeVar("T")
@@ -44,4 +45,21 @@ class RateLimiter(Protocol):
 
     async def acquire(self, key: str) -> float:
         """Wait for one token of ``key``'s bucket; return the seconds waited."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a shared bucket gave: ``tokens`` whole tokens, and ``wait_s`` until another full slice will be
+    there if nobody else takes any (asking before then can only get less)."""
+
+    tokens: int
+    wait_s: float = 0.0
+
+
+class TokenBuckets(Protocol):
+    """Token buckets shared by every process of a deployment (so a rate holds for the cluster)."""
+
+    async def take(self, name: str, rate_per_s: float, capacity: float, want: int) -> Grant:
+        """Refill ``name``'s bucket at ``rate_per_s`` up to ``capacity`` and take up to ``want`` tokens."""
         ...

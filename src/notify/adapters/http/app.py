@@ -8,10 +8,16 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from aiohttp import web
 
 from notify.adapters.http.callbacks import add_callback_routes
+from notify.adapters.http.console import add_console
 from notify.adapters.http.contract import Route
 from notify.adapters.http.errors import deadline_middleware, error_middleware
 from notify.adapters.http.handlers import health, readiness_response
-from notify.adapters.http.middleware import auth_middleware, correlation_middleware, input_guard_middleware
+from notify.adapters.http.middleware import (
+    auth_middleware,
+    correlation_middleware,
+    input_guard_middleware,
+    stamp_correlation_header,
+)
 from notify.adapters.http.openapi import add_docs_routes
 from notify.adapters.http.routes import ROUTES
 from notify.adapters.http.serve import send, serve
@@ -70,8 +76,10 @@ def create_app(
     )
     app[MAX_BODY_BYTES] = max_body_bytes
     app.cleanup_ctx.append(resources)
+    app.on_response_prepare.append(stamp_correlation_header)
     app.on_shutdown.append(_close_websockets)
     add_routes(app, ROUTES)
     add_callback_routes(app)
     add_docs_routes(app)
+    add_console(app)
     return app

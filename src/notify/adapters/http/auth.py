@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from typing import Protocol
 from uuid import UUID
 
 from aiohttp import web
 from aiolimiter import AsyncLimiter
 
+from notify.adapters.cluster_limits import LeasedTokens
 from notify.domain.errors import RateLimited
 from notify.domain.keys import ApiKey
 
@@ -16,8 +18,19 @@ API_KEY = web.RequestKey("api_key", ApiKey)
 PROTECTED_PREFIX = "/api/v1/"  # health, readiness, /metrics, /docs and /openapi.json stay open
 
 
+class KeyLimiter(Protocol):
+    async def admit(self, key: ApiKey) -> None:
+        """Return if ``key`` may make one more request now, else raise ``RateLimited``."""
+        ...
+
+
+def _refused(rate: float) -> RateLimited:
+    return RateLimited(f"This API key is limited to {rate:g} requests per second.", 1.0 / rate, rate)
+
+
 class KeyRateLimiter:
-    """One bucket per key (its own rate, or the default), holding one second's worth of requests."""
+    """One bucket per key (its own rate, or the default) in this process, holding one second's worth of
+    requests: N API replicas admit N times the rate (``NOTIFY_RATE_LIMIT_SCOPE=process``)."""
 
     def __init__(self, default_rate_per_s: float) -> None:
         self._default = default_rate_per_s
@@ -31,8 +44,21 @@ class KeyRateLimiter:
             self._buckets[key.id] = bucket
         limiter = bucket[1]
         if not limiter.has_capacity():
-            raise RateLimited(f"This API key is limited to {rate:g} requests per second.", 1.0 / rate)
+            raise _refused(rate)
         await limiter.acquire()  # has capacity: returns at once
+
+
+class SharedKeyRateLimiter:
+    """One bucket per key shared by every API replica (``NOTIFY_RATE_LIMIT_SCOPE=cluster``)."""
+
+    def __init__(self, tokens: LeasedTokens, default_rate_per_s: float) -> None:
+        self._tokens = tokens
+        self._default = default_rate_per_s
+
+    async def admit(self, key: ApiKey) -> None:
+        rate = key.rate_limit_per_s or self._default
+        if not await self._tokens.try_acquire(f"api-key:{key.id}", rate):
+            raise _refused(rate)
 
 
 class FailedAuthLimiter:

@@ -26,6 +26,7 @@ Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 # Response headers named by answers (components.headers).
 LOCATION = "Location"
+ETAG = "ETag"  # set by serve.py from the body, never by a handler; If-None-Match then answers 304
 REPLAYED = "Idempotent-Replayed"
 
 
@@ -181,7 +182,7 @@ ERROR_RESPONSES: dict[str, ErrorResponse] = {
                 "rate_limited", "This API key is limited to 200 requests per second."
             )
         },
-        ("Retry-After",),
+        ("Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"),
     ),
     "Forbidden": ErrorResponse(
         ERROR_STATUS[Forbidden],

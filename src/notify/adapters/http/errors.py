@@ -132,6 +132,10 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
             headers["WWW-Authenticate"] = "Bearer"
         if isinstance(exc, RateLimited):
             headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+            if exc.limit_per_s is not None:  # the RateLimit header fields (IETF draft), per second
+                headers["RateLimit-Limit"] = str(max(1, math.floor(exc.limit_per_s)))
+                headers["RateLimit-Remaining"] = "0"
+                headers["RateLimit-Reset"] = headers["Retry-After"]
         details = exc.details if isinstance(exc, ValidationFailed | Conflict) else ()
         return error_response(status, exc.code, exc.message, [d.as_dict() for d in details], headers)
     except TimeoutError:

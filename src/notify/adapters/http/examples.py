@@ -17,6 +17,7 @@ from notify.adapters.http.responses import (
     BatchSummaryOut,
     DeadLetterReplayOut,
     DeliveryStateOut,
+    ErasedOut,
     HealthOut,
     LiveTokenOut,
     MetricsOut,
@@ -27,6 +28,12 @@ from notify.adapters.http.responses import (
     TemplateOut,
     TenantProvidersOut,
     TimelineOut,
+    WebhookAttemptListOut,
+    WebhookDeliveryOut,
+    WebhookDeliveryPageOut,
+    WebhookListOut,
+    WebhookOut,
+    WebhookWithSecretOut,
 )
 from notify.app.operations import DeliveryState
 from notify.app.stats import ChannelMetrics, Metrics
@@ -35,8 +42,16 @@ from notify.domain.model import Batch, Channel, Notification, Priority, Status
 from notify.domain.pauses import PauseState
 from notify.domain.queries import Page
 from notify.domain.receipts import Receipt, ReceiptStatus
+from notify.domain.retention import Erased
 from notify.domain.templates import Template
 from notify.domain.timeline import StatusChange, timeline
+from notify.domain.webhooks import (
+    DeliveryStatus,
+    WebhookAttempt,
+    WebhookCall,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from notify.ports.tenant_providers import StoredProviders
 
 # --- examples -----------------------------------------------------------------------------------------------
@@ -262,4 +277,46 @@ RESUMED = example(
             tenant=PauseState("acme", all_channels=False, channels=frozenset()),
         )
     )
+)
+
+WEBHOOK_ID = "01943a6e-5b1c-7f00-a123-4567890abc00"
+_WEBHOOK = WebhookEndpoint(
+    id=UUID(WEBHOOK_ID),
+    tenant_id="acme",
+    url="https://example.com/hooks/notify",
+    statuses=frozenset({Status.DELIVERED, Status.FAILED}),
+    channels=frozenset(),
+    enabled=True,
+    secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    created_at=_AT,
+    updated_at=_AT,
+)
+WEBHOOK = example(WebhookOut.of(_WEBHOOK))
+WEBHOOK_WITH_SECRET = example(WebhookWithSecretOut.of(_WEBHOOK))
+WEBHOOK_LIST = example(WebhookListOut.of([_WEBHOOK]))
+_WEBHOOK_DELIVERY = WebhookDelivery(
+    id=1042,
+    endpoint_id=UUID(WEBHOOK_ID),
+    notification_id=UUID(NOTIFICATION_ID),
+    event_id=88231,
+    payload={"status": "delivered"},
+    status=DeliveryStatus.DELIVERED,
+    attempts=1,
+    created_at=_SENT_AT,
+    last_http_status=204,
+    last_latency_ms=41.7,
+    delivered_at=_SENT_AT,
+)
+WEBHOOK_DELIVERY = example(WebhookDeliveryOut.of(_WEBHOOK_DELIVERY))
+WEBHOOK_DELIVERIES = example(WebhookDeliveryPageOut.of([_WEBHOOK_DELIVERY], 20))
+WEBHOOK_ATTEMPTS = example(
+    WebhookAttemptListOut.of(
+        [
+            WebhookAttempt(1, WebhookCall(_AT, _SENT_AT, 503, "HTTP 503: down for maintenance")),
+            WebhookAttempt(2, WebhookCall(_SENT_AT, _SENT_AT, 204)),
+        ]
+    )
+)
+ERASED = example(
+    ErasedOut.of(Erased(notifications=3, attempts=4, status_changes=6, receipts=1, webhook_deliveries=2))
 )

@@ -19,6 +19,7 @@ from notify.adapters.http.responses import (
     BatchOut,
     DeadLetterReplayOut,
     DeliveryStateOut,
+    ErasedOut,
     HealthOut,
     LiveTokenOut,
     MetricsOut,
@@ -35,12 +36,14 @@ from notify.adapters.http.schemas import (
     DeadLetterParams,
     DeadLetterReplayIn,
     DeliveryParams,
+    EraseIn,
+    EventsParams,
     ListParams,
     MetricsParams,
     NotificationIn,
     decode_cursor,
 )
-from notify.adapters.http.state import CORRELATION, LIVE, RECEIPTS, STATS, ReadinessCheck, services
+from notify.adapters.http.state import CORRELATION, LIVE, RECEIPTS, RETENTION, STATS, ReadinessCheck, services
 from notify.adapters.telemetry.metrics import count_accepted
 from notify.domain.errors import FieldError, Forbidden, ValidationFailed
 from notify.domain.queries import DeadLetterQuery, ListQuery
@@ -293,3 +296,28 @@ async def readiness_response(
         "A dependency is not available.",
         [{"field": name, "message": state, "code": "unavailable"} for name, state in sorted(results.items())],
     )
+
+
+async def events_stream(request: web.Request) -> web.StreamResponse:
+    params = query(request, EventsParams)
+    since = params.since
+    last_event_id = request.headers.get("Last-Event-ID", "").strip()
+    if last_event_id:
+        if not last_event_id.isdigit() or len(last_event_id) > 19:
+            raise ValidationFailed.for_fields(
+                [FieldError("Last-Event-ID", "must be an event id this stream sent", "invalid")]
+            )
+        since = int(last_event_id)
+    if since is not None and since < 0:
+        raise ValidationFailed.for_fields(
+            [FieldError("since", "must be an event id (0 or more)", "out_of_range")]
+        )
+    return await request.config_dict[LIVE].stream(
+        request, request[API_KEY], since, params.channel, params.tenants == "all"
+    )
+
+
+async def erase_recipient(request: web.Request) -> Reply:
+    wanted = body(request, EraseIn)
+    erased = await request.config_dict[RETENTION].erase(tenant_of(request), wanted.recipient)
+    return Reply(ErasedOut.of(erased))

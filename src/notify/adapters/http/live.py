@@ -6,10 +6,11 @@ an API key never travels in a URL. A key has at most ``NOTIFY_WS_MAX_CONNECTIONS
 (429 past it), and a stream whose key is revoked is closed with 1008 within ``NOTIFY_API_KEY_CACHE_S``.
 Then optionally send ``{"action": "subscribe", "notification_ids": [...], "batch_ids":
 [...], "channels": [...]}``; each subscribe replaces the previous filter and is acknowledged with
-``{"action": "subscribed", ...}``. Without one, every event of the key's tenant is sent. Each event is one
-text frame ``{"notification_id", "batch_id", "channel", "status", "previous_status", "attempt", "error",
-"provider", "next_attempt_at", "timestamp"}``. A client that lets more than ``NOTIFY_WS_CLIENT_BUFFER``
-events pile up is closed with code 1013 (try again later).
+``{"action": "subscribed", ...}``. Without one, every event of the key's tenant is sent. An admin key may
+connect with ``?tenants=all`` for every tenant's events, each with its ``tenant_id`` (the console's feed).
+Each event is one text frame ``{"notification_id", "batch_id", "channel", "priority",
+"status", "previous_status", "attempt", "error", "provider", "next_attempt_at", "timestamp"}``. A client
+that lets more than ``NOTIFY_WS_CLIENT_BUFFER`` events pile up is closed with code 1013 (try again later).
 """
 
 from __future__ import annotations
@@ -28,13 +29,17 @@ from notify.adapters.http.auth import FailedAuthLimiter
 from notify.adapters.telemetry.metrics import WS_CLIENTS, WS_DROPPED, WS_EVENTS
 from notify.app.auth import Authenticator
 from notify.app.live import Filter, LiveHub, Subscriber
-from notify.domain.errors import FieldError, RateLimited, Unauthorized, ValidationFailed
+from notify.domain.errors import FieldError, Forbidden, RateLimited, Unauthorized, ValidationFailed
 from notify.domain.keys import ApiKey
 from notify.domain.model import Channel
+from notify.ports.events import StatusEvents
 
 log = logging.getLogger(__name__)
 
 MAX_FILTER_ITEMS = 1000
+REPLAY_PAGE = 500
+MAX_REMEMBERED = 100_000  # replayed event ids kept to drop their live twins
+SSE_HEARTBEAT_S = 15.0
 
 
 class SubscribeIn(BaseModel):
@@ -44,6 +49,8 @@ class SubscribeIn(BaseModel):
     notification_ids: list[UUID] = Field(default_factory=list, max_length=MAX_FILTER_ITEMS)
     batch_ids: list[UUID] = Field(default_factory=list, max_length=MAX_FILTER_ITEMS)
     channels: list[Channel] = Field(default_factory=list, max_length=3)
+    # Replay the stored events after this event id before live ones (a client resuming where it left off).
+    since: int | None = Field(None, ge=0)
 
     def to_filter(self) -> Filter:
         return Filter(
@@ -64,8 +71,11 @@ class LiveEndpoint:
         max_per_key: int = 16,
         recheck_s: float = 5.0,
         failed_auth: FailedAuthLimiter | None = None,
+        events: StatusEvents | None = None,
     ) -> None:
         self.hub = hub
+        self._events = events
+        self._replays: dict[Subscriber, asyncio.Task[None]] = {}
         self._authenticator = authenticator
         self._heartbeat_s = heartbeat_s
         self._max_message_bytes = max_message_bytes
@@ -113,10 +123,13 @@ class LiveEndpoint:
                     )
                 ]
             )
+        every_tenant = request.query.get("tenants") == "all"
+        if every_tenant and not key.is_admin:
+            raise Forbidden("Every tenant's events need an admin API key.")
         self._per_key[key.id] = self._per_key.get(key.id, 0) + 1
         try:
             await ws.prepare(request)
-            subscriber = self.hub.connect(key.tenant_id)
+            subscriber = self.hub.connect(None if every_tenant else key.tenant_id)
             self._sockets[ws] = request.transport
             WS_CLIENTS.inc()
             pump = asyncio.create_task(self._pump(ws, subscriber, request.transport), name="ws-pump")
@@ -129,6 +142,7 @@ class LiveEndpoint:
                         subscriber.offer(_error("Send JSON text frames.", "binary_frame"))
             finally:
                 watch.cancel()
+                self._stop_replay(subscriber)
                 self.hub.disconnect(subscriber)
                 self._sockets.pop(ws, None)
                 WS_CLIENTS.dec()
@@ -173,7 +187,52 @@ class LiveEndpoint:
             )
             return
         subscriber.filter = wanted.to_filter()
-        subscriber.offer({"action": "subscribed", **subscriber.filter.describe()})
+        ack: dict[str, object] = {"action": "subscribed", **subscriber.filter.describe()}
+        if wanted.since is not None:
+            ack["since"] = wanted.since
+        subscriber.offer(ack)
+        if wanted.since is not None:
+            self.resume(subscriber, wanted.since)
+
+    def resume(self, subscriber: Subscriber, since: int) -> None:
+        """Replay the stored events after ``since`` (matching the filter), then the live ones held meanwhile
+        but those already replayed."""
+        self._stop_replay(subscriber)
+        subscriber.hold()
+        self._replays[subscriber] = asyncio.create_task(self._replay(subscriber, since), name="live-replay")
+
+    def _stop_replay(self, subscriber: Subscriber) -> None:
+        task = self._replays.pop(subscriber, None)
+        if task is not None:
+            task.cancel()
+
+    async def _replay(self, subscriber: Subscriber, after: int) -> None:
+        replayed: set[int] = set()
+        try:
+            while self._events is not None:
+                page = await self._events.since(subscriber.tenant_id, after, REPLAY_PAGE)
+                for event in page:
+                    if subscriber.filter.matches(event):
+                        message = event.public() if subscriber.tenant_id is not None else event.for_operator()
+                        if not await subscriber.put(message):
+                            return
+                    if event.event_id is not None:
+                        replayed.add(event.event_id)
+                if len(page) < REPLAY_PAGE or page[-1].event_id is None:
+                    break
+                after = page[-1].event_id
+                if len(replayed) > MAX_REMEMBERED:  # only the newest can still be among the held live events
+                    replayed = {i for i in replayed if i > after - MAX_REMEMBERED // 2}
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the database is down: say so, go on with live events
+            log.warning("live replay failed", extra={"error": repr(exc)})
+            subscriber.offer(
+                _error("The stored events could not be read; live events follow.", "replay_failed")
+            )
+        finally:
+            subscriber.release(replayed)
+            self._replays.pop(subscriber, None)
 
     async def _pump(
         self, ws: web.WebSocketResponse, subscriber: Subscriber, transport: asyncio.Transport | None
@@ -203,12 +262,69 @@ class LiveEndpoint:
                 WS_EVENTS.inc()
         if subscriber.overflowed:
             WS_DROPPED.inc()
-            log.warning("websocket client dropped: too slow", extra={"tenant_id": subscriber.tenant_id})
+            log.warning(
+                "websocket client dropped: too slow", extra={"tenant_id": subscriber.tenant_id or "(every)"}
+            )
             if not stalled:
                 reason = f"too slow: more than {subscriber.capacity} events waiting".encode()
                 await _close(ws, WSCloseCode.TRY_AGAIN_LATER, reason, transport)
         elif not ws.closed and not stalled:
             await _close(ws, WSCloseCode.GOING_AWAY, b"server shutting down", transport)
+
+    async def stream(
+        self,
+        request: web.Request,
+        key: ApiKey,
+        since: int | None,
+        channel: Channel | None,
+        every_tenant: bool,
+    ) -> web.StreamResponse:
+        """``GET /api/v1/events``: the same events as Server-Sent Events (``id:`` the event id, so a browser's
+        EventSource resumes by itself with ``Last-Event-ID``), a comment line as heartbeat."""
+        if every_tenant and not key.is_admin:
+            raise Forbidden("Every tenant's events need an admin API key.")
+        if self._per_key.get(key.id, 0) >= self._max_per_key:
+            raise RateLimited(
+                f"This API key already has {self._max_per_key} live connections open; close one first.", 5.0
+            )
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        self._per_key[key.id] = self._per_key.get(key.id, 0) + 1
+        subscriber = self.hub.connect(None if every_tenant else key.tenant_id)
+        subscriber.filter = Filter(channels=frozenset({channel.value}) if channel else frozenset())
+        WS_CLIENTS.inc()
+        try:
+            await response.prepare(request)
+            if since is not None:
+                self.resume(subscriber, since)
+            while True:
+                try:
+                    message = await asyncio.wait_for(subscriber.next(), timeout=SSE_HEARTBEAT_S)
+                except TimeoutError:
+                    if not await self._authenticator.still_valid(key):
+                        break
+                    await response.write(b": keep-alive\n\n")
+                    continue
+                if message is None:
+                    break
+                await response.write(_sse(message))
+                if "status" in message:
+                    WS_EVENTS.inc()
+        except ConnectionError:
+            pass  # the client went away
+        finally:
+            WS_CLIENTS.dec()
+            self._stop_replay(subscriber)
+            self.hub.disconnect(subscriber)
+            self._per_key[key.id] -= 1
+            if not self._per_key[key.id]:
+                del self._per_key[key.id]
+        return response
 
     async def shutdown(self) -> None:
         """Close every connection (on_shutdown): clients learn at once that they must reconnect."""
@@ -219,6 +335,13 @@ class LiveEndpoint:
                 for ws, transport in list(self._sockets.items())
             )
         )
+
+
+def _sse(message: dict[str, object]) -> bytes:
+    data = json.dumps(message, separators=(",", ":"))
+    if "status" in message:
+        return f"id: {message.get('event_id')}\nevent: status\ndata: {data}\n\n".encode()
+    return f"event: {message.get('action', 'message')}\ndata: {data}\n\n".encode()
 
 
 def _error(text: str, code: str, details: list[dict[str, str]] | None = None) -> dict[str, object]:

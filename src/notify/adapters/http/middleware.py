@@ -29,8 +29,15 @@ async def correlation_middleware(request: web.Request, handler: Any) -> web.Stre
         response: web.StreamResponse = await handler(request)
     finally:
         correlation_id_var.reset(token)
-    response.headers[CORRELATION_HEADER] = correlation_id
     return response
+
+
+async def stamp_correlation_header(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: every answer carries the correlation id, also a stream (Server-Sent Events)
+    whose headers are sent before its handler returns, where a middleware would set them too late."""
+    correlation_id = request.get(CORRELATION)
+    if correlation_id is not None:
+        response.headers[CORRELATION_HEADER] = correlation_id
 
 
 # Bodies of one notification, a template, a filter are small; only a batch of 1000 needs the full limit.

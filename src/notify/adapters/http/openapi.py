@@ -23,8 +23,9 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 import notify
 from notify.adapters.http.callbacks import CALLBACKS_PREFIX
-from notify.adapters.http.contract import ERROR_RESPONSES, LOCATION, REPLAYED, Operation
-from notify.adapters.http.examples import BATCH_ID, NOTIFICATION_ID, TEMPLATE_ID
+from notify.adapters.http.console.pages import PREFIX as CONSOLE_PREFIX
+from notify.adapters.http.contract import ERROR_RESPONSES, ETAG, LOCATION, REPLAYED, Operation
+from notify.adapters.http.examples import BATCH_ID, NOTIFICATION_ID, TEMPLATE_ID, WEBHOOK_ID
 from notify.adapters.http.responses import ErrorOut
 from notify.adapters.http.routes import ROUTES
 
@@ -59,6 +60,26 @@ _HEADERS: dict[str, dict[str, Any]] = {
         "description": "Seconds to wait before retrying.",
         "required": True,
         "schema": {"type": "integer", "minimum": 1},
+    },
+    "RateLimit-Limit": {
+        "description": "Requests per second this API key may make (on a 429 for the key's rate).",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1},
+    },
+    "RateLimit-Remaining": {
+        "description": "Requests left in the current second: 0 on a 429.",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "RateLimit-Reset": {
+        "description": "Seconds until a request is admitted again.",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1},
+    },
+    ETAG: {
+        "description": "The answer's version: send it in If-None-Match to get a 304 while it is unchanged.",
+        "required": True,
+        "schema": {"type": "string"},
     },
     "WWW-Authenticate": {
         "description": "The authentication scheme expected.",
@@ -169,7 +190,12 @@ def _json_content(schema: Mapping[str, Any], examples: Mapping[str, Any]) -> dic
     }
 
 
-_PATH_EXAMPLES = {"notification id": NOTIFICATION_ID, "batch id": BATCH_ID, "template id": TEMPLATE_ID}
+_PATH_EXAMPLES = {
+    "notification id": NOTIFICATION_ID,
+    "batch id": BATCH_ID,
+    "template id": TEMPLATE_ID,
+    "webhook id": WEBHOOK_ID,
+}
 
 
 def _operation_object(
@@ -215,6 +241,11 @@ def _operation_object(
             )
         elif success.content is not None:
             responses[str(success.status)]["content"] = dict(success.content)
+        if ETAG in success.headers:
+            responses["304"] = {
+                "description": "Not modified: the ETag sent in If-None-Match is still current.",
+                "headers": {ETAG: _ref("headers", ETAG)},
+            }
     for name in op.errors:
         status = str(ERROR_RESPONSES[name].status)
         if status in responses:
@@ -286,6 +317,10 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
                 "description": "Reusable contents, rendered when a notification names one.",
             },
             {"name": "operations", "description": "Dead letters, pausing delivery, and delivery metrics."},
+            {
+                "name": "webhooks",
+                "description": "Signed status callbacks (Standard Webhooks), as durable as notifications.",
+            },
             {"name": "health", "description": "Liveness and readiness; no API key needed."},
         ],
         "security": [{"bearerAuth": []}],
@@ -298,9 +333,9 @@ def build_openapi(app: web.Application) -> dict[str, Any]:
 
 
 def _outside_the_api(path: str) -> bool:
-    """The documentation's own routes, and the provider callbacks (their shape is the provider's, documented
-    in docs/providers.md, not the client API's)."""
-    return _is_docs_route(path) or path.startswith(CALLBACKS_PREFIX)
+    """The documentation's own routes, the provider callbacks (their shape is the provider's, documented in
+    docs/providers.md, not the client API's) and the console's pages (HTML for a browser: docs/console.md)."""
+    return _is_docs_route(path) or path.startswith((CALLBACKS_PREFIX, CONSOLE_PREFIX))
 
 
 def _is_docs_route(path: str) -> bool:

@@ -21,9 +21,11 @@ from notify.domain.model import Batch, Channel, Notification, Priority, Status
 from notify.domain.pauses import PauseState
 from notify.domain.queries import Page
 from notify.domain.receipts import Receipt, ReceiptStatus
+from notify.domain.retention import Erased
 from notify.domain.templates import Template
 from notify.domain.timeline import StatusChange
 from notify.domain.validation import sms_segments
+from notify.domain.webhooks import DeliveryStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from notify.ports.tenant_providers import StoredProviders
 
 
@@ -547,4 +549,157 @@ class TemplatePageOut(_Out):
         return cls(
             data=[TemplateOut.of(t) for t in templates],
             next_cursor=encode_cursor(next_after_id) if next_after_id else None,
+        )
+
+
+class WebhookOut(_Out):
+    """A webhook endpoint. Deliveries are signed with its secret (Standard Webhooks); the secret is shown
+    only when the endpoint is created and when it is rotated."""
+
+    id: UUID
+    url: str
+    statuses: list[Status] = Field(description="The statuses it receives; empty: every status.")
+    channels: list[Channel] = Field(description="The channels it receives; empty: every channel.")
+    enabled: bool
+    disabled_reason: str | None = Field(
+        description="Why notify disabled it (it kept failing); null when enabled or disabled by you."
+    )
+    failing_since: datetime | None = Field(description="Its first failure since its last success.")
+    previous_secret_valid_until: datetime | None = Field(
+        description="After a rotation, the old secret also signs until then."
+    )
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, e: WebhookEndpoint) -> Self:
+        return cls(
+            id=e.id,
+            url=e.url,
+            statuses=sorted(e.statuses),
+            channels=sorted(e.channels),
+            enabled=e.enabled,
+            disabled_reason=e.disabled_reason,
+            failing_since=e.failing_since,
+            previous_secret_valid_until=e.previous_secret_until,
+            created_at=e.created_at,
+            updated_at=e.updated_at,
+        )
+
+
+class WebhookWithSecretOut(WebhookOut):
+    secret: str = Field(description="`whsec_...`: verify deliveries with it. Shown this once.")
+
+    @classmethod
+    def of(cls, e: WebhookEndpoint) -> Self:
+        return cls.model_validate({**WebhookOut.of(e).model_dump(), "secret": e.secret})
+
+
+class WebhookListOut(_Out):
+    data: list[WebhookOut]
+
+    @classmethod
+    def of(cls, endpoints: Iterable[WebhookEndpoint]) -> Self:
+        return cls(data=[WebhookOut.of(e) for e in endpoints])
+
+
+class WebhookDeliveryOut(_Out):
+    """One status event for one endpoint, and how sending it went."""
+
+    id: int
+    webhook_id: str = Field(description="The `webhook-id` header: the same on every retry and replay.")
+    event_id: int = Field(description="The status change's id: increasing, to order events by.")
+    event_type: str = Field(description="`notification.<status>`.")
+    notification_id: UUID
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: datetime | None = Field(description="When it is tried next (pending only).")
+    last_http_status: int | None = Field(description="The receiver's last answer; null: no answer.")
+    last_error: str | None
+    last_latency_ms: float | None
+    delivered_at: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, d: WebhookDelivery) -> Self:
+        return cls(
+            id=d.id,
+            webhook_id=d.message_id,
+            event_id=d.event_id,
+            event_type=d.event_type,
+            notification_id=d.notification_id,
+            status=d.status,
+            attempts=d.attempts,
+            next_attempt_at=d.next_attempt_at if d.status is DeliveryStatus.PENDING else None,
+            last_http_status=d.last_http_status,
+            last_error=d.last_error,
+            last_latency_ms=d.last_latency_ms,
+            delivered_at=d.delivered_at,
+            created_at=d.created_at,
+        )
+
+
+class WebhookDeliveryPageOut(_Out):
+    """Newest first. Pass ``next_before`` as ``before`` for the next page."""
+
+    data: list[WebhookDeliveryOut]
+    next_before: int | None = Field(description="Null on the last page.")
+
+    @classmethod
+    def of(cls, deliveries: Sequence[WebhookDelivery], page_size: int) -> Self:
+        full = len(deliveries) == page_size
+        return cls(
+            data=[WebhookDeliveryOut.of(d) for d in deliveries],
+            next_before=deliveries[-1].id if full and deliveries else None,
+        )
+
+
+class WebhookAttemptOut(_Out):
+    attempt: int
+    started_at: datetime
+    finished_at: datetime
+    http_status: int | None = Field(description="The receiver's answer; null: none (timeout, refused).")
+    error: str | None
+    latency_ms: float
+
+
+class WebhookAttemptListOut(_Out):
+    """Every call made for one delivery, oldest first."""
+
+    data: list[WebhookAttemptOut]
+
+    @classmethod
+    def of(cls, attempts: Iterable[WebhookAttempt]) -> Self:
+        return cls(
+            data=[
+                WebhookAttemptOut(
+                    attempt=a.attempt,
+                    started_at=a.call.started_at,
+                    finished_at=a.call.finished_at,
+                    http_status=a.call.http_status,
+                    error=a.call.error,
+                    latency_ms=a.call.latency_ms,
+                )
+                for a in attempts
+            ]
+        )
+
+
+class ErasedOut(_Out):
+    """What an erasure removed: the recipient's notifications and everything kept about them."""
+
+    notifications: int
+    attempts: int
+    status_changes: int
+    receipts: int
+    webhook_deliveries: int
+
+    @classmethod
+    def of(cls, erased: Erased) -> Self:
+        return cls(
+            notifications=erased.notifications,
+            attempts=erased.attempts,
+            status_changes=erased.status_changes,
+            receipts=erased.receipts,
+            webhook_deliveries=erased.webhook_deliveries,
         )

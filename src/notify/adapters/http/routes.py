@@ -8,8 +8,8 @@ Long (~670 lines) because it is one table, read top to bottom: one entry per rou
 
 from __future__ import annotations
 
-from notify.adapters.http import handlers, providers, templates
-from notify.adapters.http.contract import LOCATION, REPLAYED, Body, Operation, Route, Success
+from notify.adapters.http import handlers, providers, templates, webhooks
+from notify.adapters.http.contract import ETAG, LOCATION, REPLAYED, Body, Operation, Route, Success
 from notify.adapters.http.examples import (
     ATTEMPTS,
     BATCH,
@@ -20,6 +20,7 @@ from notify.adapters.http.examples import (
     DELIVERED,
     DELIVERY_STATE,
     EMAIL_IN,
+    ERASED,
     FAILED,
     FROM_TEMPLATE_IN,
     HEALTHY,
@@ -35,6 +36,12 @@ from notify.adapters.http.examples import (
     TEMPLATE,
     TENANT_PROVIDERS,
     TIMELINE,
+    WEBHOOK,
+    WEBHOOK_ATTEMPTS,
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_DELIVERY,
+    WEBHOOK_LIST,
+    WEBHOOK_WITH_SECRET,
 )
 from notify.adapters.http.responses import (
     AttemptListOut,
@@ -42,6 +49,7 @@ from notify.adapters.http.responses import (
     BatchOut,
     DeadLetterReplayOut,
     DeliveryStateOut,
+    ErasedOut,
     HealthOut,
     LiveTokenOut,
     MetricsOut,
@@ -53,6 +61,12 @@ from notify.adapters.http.responses import (
     TemplatePageOut,
     TenantProvidersOut,
     TimelineOut,
+    WebhookAttemptListOut,
+    WebhookDeliveryOut,
+    WebhookDeliveryPageOut,
+    WebhookListOut,
+    WebhookOut,
+    WebhookWithSecretOut,
 )
 from notify.adapters.http.schemas import (
     BatchIn,
@@ -61,6 +75,8 @@ from notify.adapters.http.schemas import (
     DeadLetterParams,
     DeadLetterReplayIn,
     DeliveryParams,
+    EraseIn,
+    EventsParams,
     ListParams,
     MetricsParams,
     NotificationIn,
@@ -69,6 +85,13 @@ from notify.adapters.http.schemas import (
     TenantProvidersParams,
 )
 from notify.adapters.http.templates import TemplateIn, TemplateListParams
+from notify.adapters.http.webhooks import (
+    AttemptsParams,
+    DeliveryListParams,
+    DeliveryReplayIn,
+    WebhookIn,
+    WebhookPatchIn,
+)
 from notify.adapters.telemetry.metrics import metrics_handler
 
 # Every /api/v1 route: no or bad key (401), over the key's rate (429), dependency down or shedding load (503).
@@ -168,7 +191,7 @@ def _notification_routes() -> list[Route]:
                 "getNotification",
                 "Get a notification",
                 "notifications",
-                (Success(200, NotificationOut, "The notification.", DELIVERED),),
+                (Success(200, NotificationOut, "The notification.", DELIVERED, (ETAG,)),),
                 _WITH_ID,
                 path_id="notification id",
             ),
@@ -210,7 +233,7 @@ def _notification_routes() -> list[Route]:
         ),
         Route(
             "GET",
-            "/api/v1/notifications/{id}/timeline",
+            "/api/v1/notifications/{id}/events",
             handlers.get_timeline,
             Operation(
                 "getTimeline",
@@ -279,7 +302,7 @@ def _batch_routes() -> list[Route]:
                 "getBatch",
                 "Get a batch with its notifications counted per status",
                 "batches",
-                (Success(200, BatchOut, "The batch.", BATCH),),
+                (Success(200, BatchOut, "The batch.", BATCH, (ETAG,)),),
                 _WITH_ID,
                 path_id="batch id",
             ),
@@ -313,6 +336,23 @@ def _operations_routes() -> list[Route]:
         "another tenant (admin keys only)": {"tenant_id": "acme", "channel": "email"},
     }
     return [
+        Route(
+            "POST",
+            "/api/v1/recipients/erase",
+            handlers.erase_recipient,
+            Operation(
+                "eraseRecipient",
+                "Erase everything kept about a recipient",
+                "operations",
+                (Success(200, ErasedOut, "Erased; what was removed, counted.", ERASED),),
+                _WITH_BODY,
+                description="Deletes every notification of your tenant sent to the recipient (as given, "
+                "and as each channel stores it: E.164, lower-cased email), whatever its status, with its "
+                "attempts, status history, receipts and webhook deliveries. A notification in flight may "
+                "still reach the provider once; nothing is kept about it after.",
+                body=Body(EraseIn, {"example": {"recipient": "+14155550123"}}),
+            ),
+        ),
         Route(
             "GET",
             "/api/v1/dead-letters",
@@ -492,14 +532,15 @@ def _observability_routes() -> list[Route]:
                         "what you receive (each subscribe replaces the last; without one, every event of "
                         "your "
                         'tenant). Each event is one text frame: `{"notification_id", "batch_id", '
-                        '"channel", "status", "previous_status", "attempt", "error", '
+                        '"channel", "priority", "status", "previous_status", "attempt", "error", '
                         '"provider", "next_attempt_at", "timestamp"}` (`next_attempt_at` on `retrying` '
-                        "events). "
+                        "events). With `?tenants=all` (admin keys only, 403 otherwise) every tenant's "
+                        "events, each with its `tenant_id`. "
                         "A client that falls more than the buffer behind is closed with code 1013.",
                         None,
                     ),
                 ),
-                frozenset({"Unauthorized", "BadRequest", "TooManyRequests", "Unavailable"}),
+                frozenset({"Unauthorized", "BadRequest", "Forbidden", "TooManyRequests", "Unavailable"}),
                 description=(
                     "Authenticate with `Authorization: Bearer <key>`, or, where a client cannot set headers "
                     "(browsers), with `?token=` from `POST /api/v1/live/tokens`: an API key is never "
@@ -509,6 +550,33 @@ def _observability_routes() -> list[Route]:
                     "of a revoked key is closed with 1008. A request that is not a WebSocket upgrade is a "
                     "400."
                 ),
+            ),
+        ),
+        Route(
+            "GET",
+            "/api/v1/events",
+            handlers.events_stream,
+            Operation(
+                "streamEvents",
+                "Status events as Server-Sent Events, resumable",
+                "notifications",
+                (
+                    Success(
+                        200,
+                        None,
+                        "`text/event-stream`: one `event: status` per status change (`id:` its event "
+                        "id, `data:` the same JSON as a WebSocket event), a comment line every 15 s. "
+                        "With `since` (or the `Last-Event-ID` header a browser's EventSource sends when "
+                        "it reconnects), the stored events after that id come first (kept "
+                        "NOTIFY_STATUS_HISTORY_DAYS), then live ones, none twice.",
+                        None,
+                        content={
+                            "text/event-stream": {"schema": {"type": "string"}, "example": _SSE_EXAMPLE}
+                        },
+                    ),
+                ),
+                _API | {"BadRequest", "Forbidden"},
+                query=EventsParams,
             ),
         ),
         Route(
@@ -629,7 +697,7 @@ def _template_routes() -> list[Route]:
                 "getTemplate",
                 "Get a template",
                 "templates",
-                (Success(200, TemplateOut, "The template.", TEMPLATE),),
+                (Success(200, TemplateOut, "The template.", TEMPLATE, (ETAG,)),),
                 _WITH_ID,
                 path_id="template id",
             ),
@@ -742,6 +810,175 @@ def _provider_routes() -> list[Route]:
     ]
 
 
+_SSE_EXAMPLE = (
+    "id: 88231\nevent: status\ndata: "
+    '{"event_id":88231,"notification_id":"01943a6e-5b1c-7d2e-9f30-4a5b6c7d8e9f","batch_id":null,'
+    '"channel":"sms","priority":"high","status":"delivered","previous_status":"processing","attempt":1,'
+    '"error":null,"provider":"primary","next_attempt_at":null,"timestamp":"2025-01-15T10:30:00.412000Z"}\n\n'
+    ": keep-alive\n\n"
+)
+
+
+def _webhook_routes() -> list[Route]:
+    create = {"url": "https://example.com/hooks/notify", "statuses": ["delivered", "failed"]}
+    signed = (
+        "Each status change the endpoint wants is sent as `POST <url>` with the JSON body "
+        '`{"type": "notification.<status>", "timestamp", "data": <the status event, with its event_id>}` '
+        "and the Standard Webhooks headers `webhook-id` (the same on every retry), `webhook-timestamp` and "
+        "`webhook-signature` (`v1,<base64 HMAC-SHA256 of id.timestamp.body>`). Any 2xx is a success; "
+        "anything else is retried with backoff, and an endpoint failing for "
+        "`NOTIFY_WEBHOOK_DISABLE_AFTER_S` is disabled (see `disabled_reason`)."
+    )
+    return [
+        Route(
+            "POST",
+            "/api/v1/webhooks",
+            webhooks.create_webhook,
+            Operation(
+                "createWebhook",
+                "Register a webhook endpoint",
+                "webhooks",
+                (
+                    Success(
+                        201,
+                        WebhookWithSecretOut,
+                        "Created; the secret is shown this once.",
+                        WEBHOOK_WITH_SECRET,
+                        (LOCATION,),
+                    ),
+                ),
+                _WITH_BODY,
+                description=signed + " The URL must be https to a public host (unless the server allows "
+                "private URLs, as `notify dev` does).",
+                body=Body(WebhookIn, {"example": create}),
+            ),
+        ),
+        Route(
+            "GET",
+            "/api/v1/webhooks",
+            webhooks.list_webhooks,
+            Operation(
+                "listWebhooks",
+                "List webhook endpoints",
+                "webhooks",
+                (Success(200, WebhookListOut, "Every endpoint of the tenant.", WEBHOOK_LIST),),
+                _API,
+            ),
+        ),
+        Route(
+            "GET",
+            "/api/v1/webhooks/{id}",
+            webhooks.get_webhook,
+            Operation(
+                "getWebhook",
+                "Get a webhook endpoint",
+                "webhooks",
+                (Success(200, WebhookOut, "The endpoint (never its secret).", WEBHOOK, (ETAG,)),),
+                _WITH_ID,
+                path_id="webhook id",
+            ),
+        ),
+        Route(
+            "PATCH",
+            "/api/v1/webhooks/{id}",
+            webhooks.update_webhook,
+            Operation(
+                "updateWebhook",
+                "Change a webhook endpoint",
+                "webhooks",
+                (Success(200, WebhookOut, "Changed.", WEBHOOK),),
+                _WITH_ID | {"PayloadTooLarge"},
+                description="Fields left out stay. `enabled: true` re-enables an endpoint notify disabled; "
+                "what waited meanwhile is delivered then.",
+                body=Body(WebhookPatchIn, {"example": {"enabled": True}}),
+                path_id="webhook id",
+            ),
+        ),
+        Route(
+            "DELETE",
+            "/api/v1/webhooks/{id}",
+            webhooks.delete_webhook,
+            Operation(
+                "deleteWebhook",
+                "Delete a webhook endpoint",
+                "webhooks",
+                (Success(204, None, "Deleted, with its deliveries.", None),),
+                _WITH_ID,
+                path_id="webhook id",
+            ),
+        ),
+        Route(
+            "POST",
+            "/api/v1/webhooks/{id}/rotate-secret",
+            webhooks.rotate_webhook_secret,
+            Operation(
+                "rotateWebhookSecret",
+                "Rotate a webhook endpoint's secret",
+                "webhooks",
+                (
+                    Success(
+                        200, WebhookWithSecretOut, "The new secret, shown this once.", WEBHOOK_WITH_SECRET
+                    ),
+                ),
+                _WITH_ID,
+                description="Deliveries carry a signature by the new secret and, until "
+                "`previous_secret_valid_until` (`NOTIFY_WEBHOOK_SECRET_OVERLAP_S`), one by the old: "
+                "update your receiver meanwhile.",
+                path_id="webhook id",
+            ),
+        ),
+        Route(
+            "GET",
+            "/api/v1/webhooks/{id}/deliveries",
+            webhooks.list_webhook_deliveries,
+            Operation(
+                "listWebhookDeliveries",
+                "A webhook endpoint's delivery log",
+                "webhooks",
+                (Success(200, WebhookDeliveryPageOut, "One page, newest first.", WEBHOOK_DELIVERIES),),
+                _WITH_ID,
+                query=DeliveryListParams,
+                path_id="webhook id",
+            ),
+        ),
+        Route(
+            "GET",
+            "/api/v1/webhooks/{id}/attempts",
+            webhooks.list_webhook_attempts,
+            Operation(
+                "listWebhookAttempts",
+                "Every call made for one delivery",
+                "webhooks",
+                (Success(200, WebhookAttemptListOut, "Oldest first.", WEBHOOK_ATTEMPTS),),
+                _WITH_ID,
+                query=AttemptsParams,
+                path_id="webhook id",
+            ),
+        ),
+        Route(
+            "POST",
+            "/api/v1/webhooks/{id}/deliveries/replay",
+            webhooks.replay_webhook_delivery,
+            Operation(
+                "replayWebhookDelivery",
+                "Send one delivery again",
+                "webhooks",
+                (
+                    Success(
+                        202,
+                        WebhookDeliveryOut,
+                        "Queued; a worker sends it shortly (same webhook-id).",
+                        WEBHOOK_DELIVERY,
+                    ),
+                ),
+                _WITH_ID | {"PayloadTooLarge"},
+                body=Body(DeliveryReplayIn, {"example": {"delivery_id": 1042}}),
+                path_id="webhook id",
+            ),
+        ),
+    ]
+
+
 ROUTES: tuple[Route, ...] = (
     *_health_routes(),
     *_observability_routes(),
@@ -750,4 +987,5 @@ ROUTES: tuple[Route, ...] = (
     *_operations_routes(),
     *_template_routes(),
     *_provider_routes(),
+    *_webhook_routes(),
 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
@@ -234,3 +234,30 @@ class TenantChannelParams(BaseModel):
 
     channel: Channel
     tenant_id: str | None = Field(None, min_length=1, max_length=200)
+
+
+class EventsParams(BaseModel):
+    """Query parameters of GET /events (the Last-Event-ID header, when sent, wins over ``since``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    since: int | None = Field(
+        None,
+        ge=0,
+        le=2**63 - 1,
+        description="Replay the stored events after this event id first; left out: live events only.",
+    )
+    channel: Channel | None = None
+    tenants: Literal["all"] | None = Field(
+        None, description="`all`: every tenant's events (admin keys only)."
+    )
+
+
+class EraseIn(BaseModel):
+    """Body of POST /recipients/erase."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    recipient: str = Field(
+        min_length=1, max_length=4096, description="A phone number, email address or device token."
+    )

@@ -4,11 +4,12 @@ serialised through its model. So the route table is not only documentation: what
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from notify.adapters.http.contract import Reply, Route, Success
+from notify.adapters.http.contract import ETAG, Reply, Route, Success
 from notify.adapters.http.inputs import INPUTS, Inputs, json_body, optional_body, query_params
 
 JSON = "application/json"
@@ -27,7 +28,8 @@ def send(reply: Reply) -> web.Response:
 def _check(route: Route, reply: Reply, documented: dict[int, Success]) -> None:
     success = documented.get(reply.status)
     model = type(reply.body) if reply.body is not None else None
-    if success is None or success.model is not model or set(reply.headers or ()) != set(success.headers):
+    expected = set(success.headers) - {ETAG} if success is not None else set()
+    if success is None or success.model is not model or set(reply.headers or ()) != expected:
         # A handler answering what its entry does not document: a programming error (a 500), which every
         # test of the route catches.
         raise TypeError(
@@ -52,6 +54,22 @@ def serve(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
         if isinstance(answer, web.StreamResponse):
             return answer
         _check(route, answer, documented)
+        if ETAG in documented[answer.status].headers and answer.body is not None:
+            return _with_etag(request, answer)
         return send(answer)
 
     return handle
+
+
+def _with_etag(request: web.Request, reply: Reply) -> web.Response:
+    """A strong ETag of the body; a client that sends it back in If-None-Match gets a 304 without it."""
+    assert reply.body is not None
+    payload = reply.body.__pydantic_serializer__.to_json(reply.body)
+    etag = '"' + hashlib.blake2b(payload, digest_size=16).hexdigest() + '"'
+    wanted = {tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")}
+    headers = {**(reply.headers or {}), ETAG: etag}
+    if etag in wanted or f"W/{etag}" in wanted or "*" in wanted:
+        return web.Response(status=304, headers=headers)
+    return web.Response(
+        body=payload, status=reply.status, headers=headers, content_type=JSON, charset="utf-8"
+    )

@@ -12,6 +12,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from opentelemetry.trace import SpanKind
 
+from notify.adapters.kafka.connection import KafkaConnection, connection_of
 from notify.adapters.telemetry.metrics import OUTBOX_PUBLISHED
 from notify.adapters.telemetry.tracing import current_traceparent, span_in
 from notify.domain.outbox import OutboxKind, OutboxRecord
@@ -113,11 +114,11 @@ class KafkaDispatchPublisher:
         return [Position(m.partition, m.offset) for m in landed]
 
 
-def make_producer(bootstrap_servers: str, *, linger_ms: int) -> AIOKafkaProducer:
+def make_producer(servers: str | KafkaConnection, *, linger_ms: int) -> AIOKafkaProducer:
     # enable_idempotence stays off: Tansu rejects InitProducerId, and correctness does not depend on it
     # (PostgreSQL is the source of truth; the worker's conditional claim drops duplicates).
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers,
+        **connection_of(servers).options(),
         acks="all",
         linger_ms=linger_ms,
         enable_idempotence=False,

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from notify.adapters.kafka.connection import KafkaConnection, connection_of
 from notify.domain.model import Priority
 from notify.ports.queue import Waiting
 
@@ -65,9 +66,9 @@ class KafkaDispatchQueue:
         ]
 
 
-def make_probe(bootstrap_servers: str, group_id: str) -> AIOKafkaConsumer:
+def make_probe(servers: str | KafkaConnection, group_id: str) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
+        **connection_of(servers).options(),
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

@@ -25,6 +25,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from notify.adapters.kafka.connection import KafkaConnection, connection_of
 from notify.adapters.telemetry.metrics import STATUS_EVENTS
 from notify.app.live import LiveHub
 from notify.domain.events import StatusEvent
@@ -48,6 +49,8 @@ def decode_event(value: bytes | None) -> StatusEvent | None:
             timestamp=str(data["timestamp"]),
             seq=int(data["seq"]),
             next_attempt_at=data.get("next_attempt_at"),
+            priority=data.get("priority"),
+            event_id=None if data.get("event_id") is None else int(data["event_id"]),
         )
     except (ValueError, KeyError, TypeError):
         return None
@@ -81,11 +84,16 @@ class StatusTopicReader:
         await consumer.seek_to_end(*assigned)
         return assigned
 
-    async def _rewind_past_the_end(self, consumer: AIOKafkaConsumer, assigned: list[TopicPartition]) -> None:
+    async def _rewind_past_the_end(
+        self, consumer: AIOKafkaConsumer, assigned: list[TopicPartition], rewound: dict[TopicPartition, int]
+    ) -> None:
         ends = await consumer.end_offsets(assigned)
         for partition in assigned:
             position = await consumer.position(partition)
-            if position > ends[partition]:
+            # Once per end offset: Tansu can report an end one short of what it already served, and re-reading
+            # would not change that (a log that really was lost has a new, growing end).
+            if position > ends[partition] and rewound.get(partition) != ends[partition]:
+                rewound[partition] = ends[partition]
                 log.warning(
                     "the status topic is shorter than what was read: the broker lost its data; "
                     "reading the new log from its start",
@@ -124,9 +132,10 @@ class StatusTopicReader:
         assigned = await self._assign(consumer)
         self.ready.set()
         next_check = time.monotonic() + self._lost_log_check_s
+        rewound: dict[TopicPartition, int] = {}
         while not stop.is_set():
             if time.monotonic() >= next_check:
-                await self._rewind_past_the_end(consumer, assigned)
+                await self._rewind_past_the_end(consumer, assigned, rewound)
                 next_check = time.monotonic() + self._lost_log_check_s
             batches = await consumer.getmany(timeout_ms=200, max_records=1000)
             for records in batches.values():
@@ -139,9 +148,9 @@ class StatusTopicReader:
                     self._hub.publish(event)
 
 
-def make_status_consumer(bootstrap_servers: str, *, fetch_max_wait_ms: int) -> AIOKafkaConsumer:
+def make_status_consumer(servers: str | KafkaConnection, *, fetch_max_wait_ms: int) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
+        **connection_of(servers).options(),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",  # a lost position only (see above): the start seeks to the end itself

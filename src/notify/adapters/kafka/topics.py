@@ -11,14 +11,16 @@ from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from notify.adapters.kafka.connection import KafkaConnection, connection_of
+
 log = logging.getLogger(__name__)
 
 
 async def ensure_topics(
-    bootstrap_servers: str, topics: Iterable[str], *, partitions: int, replication_factor: int = 1
+    servers: str | KafkaConnection, topics: Iterable[str], *, partitions: int, replication_factor: int = 1
 ) -> list[str]:
     """Create whichever of ``topics`` are missing. Returns the ones this call created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(**connection_of(servers).options(), request_timeout_ms=15000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

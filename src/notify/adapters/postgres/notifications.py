@@ -138,13 +138,15 @@ class PgNotifications:
         return row_to_notification(row) if row else None
 
     async def search(self, query: ListQuery) -> Page:
-        clauses = ["tenant_id = $1"]
-        args: list[Any] = [query.tenant_id]
+        clauses: list[str] = ["true"]
+        args: list[Any] = []
 
         def add(sql: str, value: Any) -> None:
             args.append(value)
             clauses.append(sql.format(f"${len(args)}"))
 
+        if query.tenant_id is not None:
+            add("tenant_id = {}", query.tenant_id)
         if query.status is not None:
             add("status = {}", query.status.value)
         if query.channel is not None:

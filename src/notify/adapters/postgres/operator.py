@@ -82,12 +82,15 @@ class PgOperatorActions:
 
     @staticmethod
     def _dead_letter_filter(query: DeadLetterQuery) -> tuple[list[str], list[Any]]:
-        clauses = ["tenant_id = $1", "status = 'failed'"]
-        args: list[Any] = [query.tenant_id]
+        clauses = ["status = 'failed'"]
+        args: list[Any] = []
 
         def add(sql: str, value: Any) -> None:
             args.append(value)
             clauses.append(sql.format(f"${len(args)}"))
+
+        if query.tenant_id is not None:
+            add("tenant_id = {}", query.tenant_id)
 
         if query.channel is not None:
             add("channel = {}", query.channel.value)

@@ -1,0 +1,2 @@
+DROP FUNCTION IF EXISTS take_rate_tokens(text, double precision, double precision, integer);
+DROP TABLE IF EXISTS rate_buckets;
