@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import itertools
 import json
 import os
 import re
 import shlex
+import subprocess
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -24,11 +26,14 @@ import pydantic
 import pytest
 import yaml
 
+from notify.bootstrap import kafka_connection
 from notify.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"
+SASL_BROKER_SCRIPT = ROOT / "deploy/kafka/sasl-broker.sh"
+SASL_PROFILE = {"kafka-sasl", "api-sasl", "worker-sasl"}
 # Compose's variable substitution: ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}.
 SUBSTITUTION = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 DOCKERFILE = ROOT / "Dockerfile"
@@ -533,6 +538,121 @@ class TestCompose:
         assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
         # KRaft cluster ids are base64url-encoded UUIDs (16 bytes, 22 characters).
         assert re.fullmatch(r"[A-Za-z0-9_-]{22}", env["CLUSTER_ID"] or "")
+
+
+# --- the `sasl` profile: notify against a SASL/SCRAM broker ---------------------------------------------
+
+
+def properties(path: Path) -> dict[str, str]:
+    pairs = (line.partition("=") for line in path.read_text().splitlines() if not line.startswith("#"))
+    return {k.strip(): v.strip() for k, sep, v in pairs if sep}
+
+
+@dataclass(frozen=True)
+class BrokerRun:
+    server: dict[str, str]
+    client: dict[str, str]
+    calls: list[list[str]]  # the Kafka tools the script ran, with their arguments
+
+
+def run_sasl_broker_script(tmp_path: Path, env: Mapping[str, str | None]) -> BrokerRun:
+    """Run deploy/kafka/sasl-broker.sh as the container would, with stand-ins for the two Kafka tools it
+    calls (they record their arguments; ``format`` leaves meta.properties behind, as the real one does)."""
+    home, config, data = tmp_path / "kafka", tmp_path / "config", tmp_path / "data"
+    (home / "bin").mkdir(parents=True, exist_ok=True)
+    config.mkdir(exist_ok=True)
+    data.mkdir(exist_ok=True)
+    calls = tmp_path / "calls"
+    for tool in ("kafka-storage.sh", "kafka-server-start.sh"):
+        script = home / "bin" / tool
+        script.write_text(
+            "#!/bin/sh\n"
+            f'printf "%s\\0" {tool} "$@" >> {calls}; printf "\\n" >> {calls}\n'
+            + (f"touch {data}/meta.properties\n" if tool == "kafka-storage.sh" else "")
+        )
+        script.chmod(0o755)
+    run_env = {k: v for k, v in env.items() if v is not None}
+    run_env.update(
+        KAFKA_HOME=str(home), KAFKA_CONFIG_DIR=str(config), KAFKA_DATA_DIR=str(data), PATH="/usr/bin:/bin"
+    )
+    subprocess.run(["sh", str(SASL_BROKER_SCRIPT)], env=run_env, check=True, timeout=30)
+    recorded = [line.split("\0")[:-1] for line in calls.read_text().splitlines() if line]
+    return BrokerRun(
+        properties(config / "server.properties"), properties(config / "client.properties"), recorded
+    )
+
+
+def scram_users(format_call: list[str]) -> dict[tuple[str, str], str]:
+    """(mechanism, user) -> password, from ``--add-scram 'MECHANISM=[name=U,password=P]'`` arguments."""
+    users = {}
+    for flag, value in itertools.pairwise(format_call):
+        if flag == "--add-scram":
+            match = re.fullmatch(r"([A-Z0-9-]+)=\[name=([^,\]]+),password=([^\]]+)\]", value)
+            assert match, value
+            users[(match.group(1), match.group(2))] = match.group(3)
+    return users
+
+
+@pytest.mark.e2e  # runs the broker's start script (with stand-ins for the Kafka tools)
+class TestSaslProfile:
+    def test_only_the_sasl_services_are_in_the_profile(self, compose: Compose) -> None:
+        profiled = {n: s["profiles"] for n, s in services(compose).items() if "profiles" in s}
+        assert profiled == {name: ["sasl"] for name in SASL_PROFILE}  # `up` without it is unchanged
+
+    def test_its_notify_processes_log_in_to_the_broker_with_the_user_the_broker_creates(
+        self, compose: Compose, image_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        broker = services(compose)["kafka-sasl"]
+        assert broker["entrypoint"] == ["/bin/sh", "/opt/notify/sasl-broker.sh"]
+        assert "./deploy/kafka/sasl-broker.sh:/opt/notify/sasl-broker.sh:ro" in broker["volumes"]
+        run = run_sasl_broker_script(tmp_path, environment(broker))
+        (fmt, start) = run.calls
+        assert fmt[:2] == ["kafka-storage.sh", "format"] and start[0] == "kafka-server-start.sh"
+        users = scram_users(fmt)
+        advertised = run.server["advertised.listeners"]
+        protocol, _, address = advertised.partition("://")
+        for name in ("api-sasl", "worker-sasl"):
+            settings = settings_from_env(merged_env(compose, name, image_env), monkeypatch)
+            assert settings.kafka_bootstrap_servers == address == "kafka-sasl:9096"
+            assert settings.kafka_security_protocol == protocol == "SASL_PLAINTEXT"
+            mechanism = settings.kafka_sasl_mechanism
+            assert mechanism in run.server["sasl.enabled.mechanisms"].split(",")
+            password = settings.kafka_sasl_password
+            assert password is not None and settings.kafka_sasl_username is not None
+            assert users[(mechanism, settings.kafka_sasl_username)] == password.get_secret_value()
+            options = kafka_connection(settings).options()  # what every client of the process gets
+            assert (options["security_protocol"], options["sasl_mechanism"]) == (protocol, mechanism)
+            deps = depends_on(services(compose)[name])
+            assert deps["kafka-sasl"]["condition"] == "service_healthy" and "kafka" not in deps
+        # The broker's own login (its listener and the healthcheck's client) is a user it creates too.
+        listener = run.server["listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config"]
+        admin = re.search(r'username="([^"]+)" password="([^"]+)"', listener)
+        assert admin and users[("SCRAM-SHA-512", admin.group(1))] == admin.group(2)
+        assert run.client["sasl.jaas.config"] == listener
+        assert run.client["security.protocol"] == protocol
+        port = address.rsplit(":", 1)[1]
+        assert f"SASL_PLAINTEXT://:{port}" in run.server["listeners"].split(",")
+        check = " ".join(healthcheck_test(broker) or [])
+        assert (
+            f"--bootstrap-server localhost:{port}" in check
+            and "--command-config /tmp/client.properties" in check
+        )
+
+    def test_a_formatted_volume_is_started_not_formatted_again(
+        self, compose: Compose, tmp_path: Path
+    ) -> None:
+        env = environment(services(compose)["kafka-sasl"])
+        run_sasl_broker_script(tmp_path, env)
+        again = run_sasl_broker_script(tmp_path, env)
+        assert [call[0] for call in again.calls] == [
+            "kafka-storage.sh",
+            "kafka-server-start.sh",
+            "kafka-server-start.sh",
+        ]
+
+    def test_the_broker_refuses_to_start_without_its_passwords(self, tmp_path: Path) -> None:
+        with pytest.raises(subprocess.CalledProcessError):
+            run_sasl_broker_script(tmp_path, {"CLUSTER_ID": "q1Sh-9_ISia_zwGINzRvyQ"})
 
 
 # --- the checks fail on broken copies ----------------------------------------------------------------------
