@@ -163,22 +163,32 @@ async def _background(stop: asyncio.Event, *tasks: asyncio.Task[None]) -> None:
             await task
 
 
-def leased_tokens(settings: Settings, pool: asyncpg.Pool) -> LeasedTokens:
-    return LeasedTokens(PgTokenBuckets(pool), lease_s=settings.rate_limit_slice_s)
+# How much a bucket holds, in seconds of its rate. A key may spend a second's worth at once: what its
+# RateLimit-Limit header announces, and what the per-process bucket allows. A provider account gets a fifth
+# of a second's: contracts are per second, and a burst is what gets an account throttled.
+KEY_BURST_S = 1.0
+PROVIDER_BURST_S = 0.2
+
+
+def leased_tokens(settings: Settings, pool: asyncpg.Pool, *, burst_s: float) -> LeasedTokens:
+    return LeasedTokens(PgTokenBuckets(pool), lease_s=settings.rate_limit_slice_s, burst_s=burst_s)
 
 
 def key_limiter(settings: Settings, pool: asyncpg.Pool) -> KeyLimiter:
     """Per-key API limits: shared by every API replica, or (scope ``process``) per process."""
     if settings.rate_limit_scope == "process":
         return KeyRateLimiter(settings.api_key_rate_limit_per_s)
-    return SharedKeyRateLimiter(leased_tokens(settings, pool), settings.api_key_rate_limit_per_s)
+    return SharedKeyRateLimiter(
+        leased_tokens(settings, pool, burst_s=KEY_BURST_S), settings.api_key_rate_limit_per_s
+    )
 
 
 def provider_limiter(settings: Settings, pool: asyncpg.Pool) -> RateLimiter:
     """Per-channel provider rates: shared by every worker, or (scope ``process``) per worker process."""
     if settings.rate_limit_scope == "process":
-        return ChannelRateLimiter(settings.rate_limits())
-    return ClusterRateLimiter(leased_tokens(settings, pool), settings.rate_limits(), prefix="channel:")
+        return ChannelRateLimiter(settings.rate_limits(), burst_s=PROVIDER_BURST_S)
+    tokens = leased_tokens(settings, pool, burst_s=PROVIDER_BURST_S)
+    return ClusterRateLimiter(tokens, settings.rate_limits(), prefix="channel:")
 
 
 def build_relay(
