@@ -276,3 +276,39 @@ async def test_templates_render_into_notifications_and_stay_fixed_once_accepted(
     assert received["messages"][0]["body"]["content"] == "Hi Ann, your code is 123456."
     async with stack.http.get(f"{base}/{template['id']}") as r:
         assert r.status == 404
+
+
+async def test_erasing_a_recipient_removes_its_notifications_for_that_tenant_only(stack: Stack) -> None:
+    await stack.start_sandbox()
+    await stack.start_api()
+    await stack.start_worker()
+    other_tenant = await create_api_key(stack.database_url, name="other", tenant_id="tenant-b")
+    erased_ids = [(await stack.send_sms(f"code {i}"))["id"] for i in range(3)]  # +14155550123
+    kept = await stack.send_sms("keep me", recipient="+14155550199")
+    async with stack.http.post(
+        f"{stack.api_url}/api/v1/notifications",
+        json={"channel": "sms", "recipient": "+14155550123", "content": "tenant b's"},
+        headers={"Authorization": f"Bearer {other_tenant}"},
+    ) as r:
+        assert r.status == 201
+        theirs = (await r.json())["id"]
+    await wait_all_status(stack, 5)
+
+    # As the caller wrote it, not as stored (E.164): the erasure normalises it the same way.
+    async with stack.http.post(
+        f"{stack.api_url}/api/v1/recipients/erase", json={"recipient": "+1 (415) 555-0123"}
+    ) as r:
+        assert r.status == 200, await r.text()
+        erased = await r.json()
+    assert erased["notifications"] == 3
+    assert erased["attempts"] == 3 and erased["status_changes"] >= 6  # each: processing, delivered
+    for notification_id in erased_ids:
+        async with stack.http.get(f"{stack.api_url}/api/v1/notifications/{notification_id}") as r:
+            assert r.status == 404
+    assert (await stack.get(kept["id"]))["status"] == "delivered"
+    async with stack.http.get(
+        f"{stack.api_url}/api/v1/notifications/{theirs}", headers={"Authorization": f"Bearer {other_tenant}"}
+    ) as r:
+        assert r.status == 200  # another tenant's, to the same number: not this tenant's to erase
+    async with stack.http.post(f"{stack.api_url}/api/v1/recipients/erase", json={"recipient": ""}) as r:
+        assert r.status == 400 and (await r.json())["code"] == "validation_error"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+import notify
 from notify.entrypoints.cli import main
 from notify.settings import Settings
 from notify.settings_reference import reference, undocumented
@@ -53,3 +54,10 @@ def test_an_unreachable_database_is_one_line_not_a_traceback(
         err.startswith("notify keys: cannot reach PostgreSQL (NOTIFY_DATABASE_URL): ")
         and err.count("\n") == 1
     )
+
+
+def test_notify_version_prints_the_installed_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:  # argparse's version action exits after printing
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"notify {notify.__version__}"
