@@ -137,7 +137,9 @@ class Stack:
             NOTIFY_KAFKA_TOPIC_PREFIX=self.prefix,
             NOTIFY_KAFKA_CONSUMER_GROUP=f"{self.prefix}.workers",
             NOTIFY_KAFKA_PARTITIONS="3",
-            NOTIFY_KAFKA_SESSION_TIMEOUT_MS="6000",
+            # Tansu completes a first join only after half the session timeout: every worker start and
+            # rebalance waits that long. 4 s (heartbeats each second) keeps it to 2 s.
+            NOTIFY_KAFKA_SESSION_TIMEOUT_MS="4000",
             NOTIFY_KAFKA_HEARTBEAT_INTERVAL_MS="1000",
             NOTIFY_PROVIDER_URL=f"{self.sandbox_url}/send",
             NOTIFY_PROVIDER_TIMEOUT_S="5",

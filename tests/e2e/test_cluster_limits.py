@@ -69,11 +69,13 @@ def busiest_second(received: list[float]) -> int:
 
 @pytest.mark.parametrize("scope", ["cluster", "process"])
 async def test_three_workers_send_at_one_provider_rate_together(stack: Stack, scope: str) -> None:
-    total = 450 if scope == "cluster" else 300  # 15 s at the shared rate
+    # 15 s at the shared rate; per-process buckets send 3x faster, and fewer show that as well.
+    total = 450 if scope == "cluster" else 240
     await stack.start_sandbox()
     await stack.start_api()
-    workers = [
-        await stack.start_worker(name, rate_limit_sms=RATE, rate_limit_scope=scope) for name in WORKERS
+    workers = [  # joining together: one rebalance to wait for, not three
+        await stack.start_worker(name, wait=False, rate_limit_sms=RATE, rate_limit_scope=scope)
+        for name in WORKERS
     ]
     await settled_group(stack, workers)
 
