@@ -39,11 +39,12 @@ async def settled_group(stack: Stack, workers: list[NotifyProcess]) -> None:
     held (a rebalance during the measurement would stall sending and lower the rate measured)."""
 
     async def settled() -> bool:
-        latest = [assignments(w) for w in workers]
-        if not all(latest):
+        logged = [assignments(w) for w in workers]
+        if not all(logged):
             return False
-        everything = latest[0][0]  # the first worker's first assignment: the whole set
-        current = [a[-1] for a in latest]
+        everything = set().union(*(a for worker in logged for a in worker))  # every partition seen assigned
+        current = [worker[-1] for worker in logged]
+        # A worker's stale assignment from an earlier generation overlaps the others' current ones.
         return all(current) and sum(map(len, current)) == len(everything) == len(set().union(*current))
 
     await eventually(settled, timeout_s=60, interval_s=0.2, what="the consumer group to settle")
