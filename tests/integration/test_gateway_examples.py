@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 from uuid import uuid4
 
 import aiohttp
@@ -64,14 +65,19 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
+def notify_client(gateway: TestServer, http: aiohttp.ClientSession, secret: str | None) -> HttpProvider:
+    """notify's real HTTP provider client, pointed at the gateway, signing with ``secret``."""
+    return HttpProvider("gw", str(gateway.make_url("/send")), http, timeout_s=5, hmac_secret=secret)
+
+
 @dataclass
 class Rig:
     upstream: Upstream
     gateway: TestServer
-    notify: HttpProvider  # notify's client, signing with the gateway's secret
+    notify: HttpProvider  # signing with the gateway's secret
 
     def client(self, http: aiohttp.ClientSession, secret: str | None) -> HttpProvider:
-        return HttpProvider("gw", str(self.gateway.make_url("/send")), http, timeout_s=5, hmac_secret=secret)
+        return notify_client(self.gateway, http, secret)
 
 
 @pytest.fixture
@@ -80,11 +86,7 @@ async def rig(request: pytest.FixtureRequest, http: aiohttp.ClientSession) -> As
     upstream, path, recipient_of, send_for = make()
     provider_api = await serve(upstream.app(path, recipient_of))
     gateway = await serve(create_gateway(send_for(str(provider_api.make_url(""))), hmac_secret=SECRET))
-    rig = Rig(
-        upstream,
-        gateway,
-        HttpProvider("gw", str(gateway.make_url("/send")), http, timeout_s=5, hmac_secret=SECRET),
-    )
+    rig = Rig(upstream, gateway, notify_client(gateway, http, SECRET))
     try:
         yield rig
     finally:
@@ -110,8 +112,6 @@ def twilio_style() -> tuple[Upstream, str, Any, Any]:
     )
 
     def recipient(request: web.Request, body: bytes) -> str:
-        from urllib.parse import parse_qs
-
         return parse_qs(body.decode())["To"][0]
 
     def send(base: str) -> Send:
@@ -137,8 +137,6 @@ async def test_twilio_style_delivers_once_with_the_providers_id(rig: Rig) -> Non
     receipt = await rig.notify.send(message)
     assert receipt.message_id == "SM0123456789abcdef"
     headers, body = rig.upstream.calls[0]
-    from urllib.parse import parse_qs
-
     assert parse_qs(body.decode()) == {
         "To": ["+14155550123"],
         "From": ["+15005550006"],
