@@ -24,20 +24,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -110,9 +115,72 @@ def run_wrk(url: str, body: dict[str, Any], headers: dict[str, str], seconds: fl
     return Wrk(rate, latency("50"), latency("99"), bad)
 
 
+ROLES = {"notify api": "api", "notify worker": "worker", "notify sandbox": "sandbox", "tansu": "broker"}
+
+
+def role_of(process: psutil.Process) -> str:
+    try:
+        if process.name() == "postgres" or process.name().startswith("postgres:"):
+            return "postgres"
+        command = " ".join(process.cmdline())
+    except psutil.Error:
+        return "other"
+    for marker, role in ROLES.items():  # python -m notify api, .../tansu broker
+        if marker in command:
+            return role
+    return "other"
+
+
+class CpuSplit:
+    """Where the machine's cores went while a figure was measured: CPU seconds per part of the stack (API,
+    worker, PostgreSQL, broker, sandbox, load generator: this script and its children such as wrk) over the
+    wall time. It shows what a figure shares the machine with, which a profile of one process cannot."""
+
+    def __init__(self) -> None:
+        self.me = psutil.Process()
+        self.started = time.monotonic()
+        self.machine = psutil.cpu_times()
+        self.load = self._load()
+        self.per_pid = self._per_pid()
+
+    def _load(self) -> float:
+        own, children = self.me.cpu_times(), os.times()
+        return own.user + own.system + children.children_user + children.children_system
+
+    def _per_pid(self) -> dict[int, tuple[str, float]]:
+        seen: dict[int, tuple[str, float]] = {}
+        for process in psutil.process_iter():
+            if process.pid == self.me.pid:
+                continue
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                seen[process.pid] = (role_of(process), times.user + times.system)
+        return seen
+
+    def cores(self) -> dict[str, float]:
+        wall = time.monotonic() - self.started
+        used: dict[str, float] = {}
+        for pid, (role, cpu) in self._per_pid().items():
+            used[role] = used.get(role, 0.0) + cpu - self.per_pid.get(pid, (role, 0.0))[1]
+        used["load generator"] = self._load() - self.load
+        machine = psutil.cpu_times()
+        idle = (machine.idle + machine.iowait) - (self.machine.idle + self.machine.iowait)
+        split = {role: seconds / wall for role, seconds in used.items() if seconds / wall >= 0.005}
+        split["idle"] = idle / wall
+        return split
+
+
+INGEST_ALONE = ", worker stopped (ingest alone)"
+
+
 @dataclass
 class Results:
     rows: list[tuple[str, str, str, str]] = field(default_factory=list)
+    cpu: list[tuple[str, dict[str, float]]] = field(default_factory=list)
+
+    def add_cpu(self, what: str, split: dict[str, float]) -> None:
+        self.cpu.append((what, split))
+        print(f"  cores while measuring {what}: {describe(split)}")
 
     def add(self, what: str, notify: str, ceiling: str = "", share: float | None = None) -> None:
         self.rows.append((what, notify, ceiling, f"{share:.0%}" if share is not None else ""))
@@ -121,7 +189,15 @@ class Results:
     def table(self) -> str:
         out = ["| what | notify | ceiling, same run | share |", "|---|---|---|---|"]
         out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in self.rows]
+        if self.cpu:
+            out += ["", f"Cores in use while notify was measured ({psutil.cpu_count()} on this machine):", ""]
+            out += [f"- {what}: {describe(split)}" for what, split in self.cpu]
         return "\n".join(out)
+
+
+def describe(split: dict[str, float]) -> str:
+    ordered = sorted(((k, v) for k, v in split.items() if k != "idle"), key=lambda kv: -kv[1])
+    return ", ".join(f"{role} {cores:.2f}" for role, cores in ordered) + f"; idle {split['idle']:.2f}"
 
 
 class Bench:
@@ -198,16 +274,34 @@ class Bench:
             trivial.terminate()
             trivial.wait(10)
         headers = {"Content-Type": "application/json", **self.auth()}
-        notify = await asyncio.to_thread(
-            run_wrk, f"{self.api}/api/v1/notifications", SMS, headers, self.args.seconds, self.workdir
-        )
-        self.results.add(
-            "single POST, 50 connections (wrk)",
-            f"{notify.rate:,.0f}/s, p50 {notify.p50_ms:.0f} ms, p99 {notify.p99_ms:.0f} ms"
-            + (f", {notify.errors} errors" if notify.errors else ""),
-            f"trivial aiohttp handler {ceiling.rate:,.0f}/s, p99 {ceiling.p99_ms:.0f} ms",
-            notify.rate / ceiling.rate,
-        )
+        for alone in (False, True):
+            async with self.worker_stopped(alone):
+                cpu = CpuSplit()
+                notify = await asyncio.to_thread(
+                    run_wrk, f"{self.api}/api/v1/notifications", SMS, headers, self.args.seconds, self.workdir
+                )
+                self.results.add_cpu("single POST" + INGEST_ALONE * alone, cpu.cores())
+            self.results.add(
+                "single POST, 50 connections (wrk)" + INGEST_ALONE * alone,
+                f"{notify.rate:,.0f}/s, p50 {notify.p50_ms:.0f} ms, p99 {notify.p99_ms:.0f} ms"
+                + (f", {notify.errors} errors" if notify.errors else ""),
+                f"trivial aiohttp handler {ceiling.rate:,.0f}/s, p99 {ceiling.p99_ms:.0f} ms",
+                notify.rate / ceiling.rate,
+            )
+
+    @contextlib.asynccontextmanager
+    async def worker_stopped(self, stopped: bool = True) -> AsyncIterator[None]:
+        """With ``stopped``, the ingest figures are measured with the worker stopped, so the API has the
+        cores the worker would spend delivering what it accepts (the ceilings run alone too); the worker is
+        started again after, and the next phase waits for it to deliver the backlog."""
+        if not stopped:
+            yield
+            return
+        self.stack.processes["worker-1"].stop()
+        try:
+            yield
+        finally:
+            self.stack.add_worker(1)
 
     # --- batch ingest -----------------------------------------------------------------------------------
 
@@ -301,14 +395,18 @@ class Bench:
         total = self.args.batch_total
         ceiling = await self.copy_ceiling(total, durable=True)
         unlogged = await self.copy_ceiling(total, durable=False)
-        notify = await self.post_batches(total)
-        self.results.add(
-            "batch ingest, 1000 per request, 2 clients",
-            f"{notify:,.0f} notifications/s",
-            f"asyncpg COPY of the rows + outbox rows {ceiling:,.0f}/s "
-            f"(into temporary tables, no WAL: {unlogged:,.0f}/s, {notify / unlogged:.0%})",
-            notify / ceiling,
-        )
+        for alone in (False, True):
+            async with self.worker_stopped(alone):
+                cpu = CpuSplit()
+                notify = await self.post_batches(total)
+                self.results.add_cpu("batch ingest" + INGEST_ALONE * alone, cpu.cores())
+            self.results.add(
+                "batch ingest, 1000 per request, 2 clients" + INGEST_ALONE * alone,
+                f"{notify:,.0f} notifications/s",
+                f"asyncpg COPY of the rows + outbox rows {ceiling:,.0f}/s "
+                f"(into temporary tables, no WAL: {unlogged:,.0f}/s, {notify / unlogged:.0%})",
+                notify / ceiling,
+            )
 
     # --- end to end -------------------------------------------------------------------------------------
 
@@ -388,6 +486,7 @@ class Bench:
         await self.wait("the outbox published", lambda: self._published(), 300)
         await self.sandbox("/reset", "POST")
         workers = self.args.e2e_workers
+        cpu = CpuSplit()
         for i in range(1, workers + 1):  # one consumer group: the partitions are shared out among them
             self.stack.add_worker(i)
 
@@ -395,6 +494,7 @@ class Bench:
             return (await self.sandbox("/stats"))["accepted"] >= total  # type: ignore[no-any-return]
 
         await self.wait("end to end delivery", all_there, 600)
+        self.results.add_cpu("end to end", cpu.cores())
         messages = (await self.sandbox(f"/messages?limit={total + 10}"))["messages"]
         times = sorted(parse_time(m["received_at"]) for m in messages)
         rate = (len(times) - 1) / (times[-1] - times[0]).total_seconds()
@@ -497,6 +597,43 @@ class Bench:
         )
 
 
+@contextlib.contextmanager
+def profiled(stack: Stack, phase: str, into: Path | None) -> Iterator[None]:
+    """With ``--profile DIR``: py-spy samples the API and the worker for the whole phase, into
+    ``DIR/<phase>-<process>.txt`` (collapsed stacks, the format flame graph tools read)."""
+    if into is None:
+        yield
+        return
+    into.mkdir(parents=True, exist_ok=True)
+    spies = [
+        subprocess.Popen(
+            [
+                shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
+                "record",
+                "--pid",
+                str(process.pid),
+                "--format",
+                "raw",
+                "--rate",
+                "200",
+                "--output",
+                str(into / f"{phase}-{process.name}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for process in stack.processes.values()
+        if process.name.startswith(("api", "worker"))
+    ]
+    try:
+        yield
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled and exits
+        for spy in spies:
+            spy.wait(30)
+
+
 async def run(args: argparse.Namespace) -> int:
     if shutil.which("wrk") is None:
         print("scripts/bench needs wrk: apt-get install wrk", file=sys.stderr)
@@ -521,7 +658,8 @@ async def run(args: argparse.Namespace) -> int:
         }
         for name in args.only or list(phases):
             print(f"- {name} (idle after {await bench.settle():.0f} s)")
-            await phases[name]()
+            with profiled(bench.stack, name, args.profile):
+                await phases[name]()
         print()
         print(bench.results.table())
         return 0
@@ -550,6 +688,12 @@ def main() -> int:
     parser.add_argument("--backlog-seconds", type=float, default=180, help="at most this long to build it")
     parser.add_argument("--only", nargs="*", choices=["single", "batch", "e2e", "latency", "priority"])
     parser.add_argument("--keep", action="store_true", help="keep the processes' logs")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample the API and the worker with py-spy during each phase, into DIR",
+    )
     parser.add_argument(
         "--set",
         action="append",
