@@ -375,7 +375,7 @@ def build_api_app(settings: Settings) -> web.Application:
     return app
 
 
-async def serve_api(settings: Settings, stop: asyncio.Event) -> None:
+async def serve_api(settings: Settings, stop: asyncio.Event, *, reuse_port: bool = False) -> None:
     # Long enough for the longest URL the API accepts (a 4096-character recipient filter, percent-encoded).
     runner = web.AppRunner(
         build_api_app(settings),
@@ -387,7 +387,7 @@ async def serve_api(settings: Settings, stop: asyncio.Event) -> None:
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.api_host, settings.api_port)
+        site = web.TCPSite(runner, settings.api_host, settings.api_port, reuse_port=reuse_port or None)
         await site.start()
         log.info("api listening", extra={"url": f"http://{settings.api_host}:{settings.api_port}"})
         await stop.wait()

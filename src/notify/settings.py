@@ -234,6 +234,9 @@ class Settings(BaseSettings):
     # --- API --------------------------------------------------------------------------------------------
     api_host: str = Field("127.0.0.1", description="address the API listens on (0.0.0.0 in a container)")
     api_port: int = Field(8080, ge=0, le=65535, description="API port (0: any free port)")
+    api_processes: int = Field(
+        1, ge=1, le=256, description="API processes sharing the port, one per core (`notify api --processes`)"
+    )
     # A batch of 1000 emails can be large; single requests are far smaller.
     max_body_bytes: int = Field(
         8 * 1024 * 1024,

@@ -68,7 +68,16 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.port is not None:
         settings = settings.model_copy(update={"api_port": args.port})
-    return _traced(settings, "notify-api", lambda: _run_until_signal(lambda stop: serve_api(settings, stop)))
+    processes = args.processes if args.processes is not None else settings.api_processes
+    if processes > 1:
+        from notify.entrypoints.processes import run_api_processes
+
+        return run_api_processes(settings, processes)
+    return _traced(
+        settings,
+        "notify-api",
+        lambda: _run_until_signal(lambda stop: serve_api(settings, stop, reuse_port=args.reuse_port)),
+    )
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -179,12 +188,31 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="notify", description="Self-hosted notification backend.")
     parser.add_argument("--version", action="version", version=f"notify {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     api = sub.add_parser("api", help="run the HTTP API (and its outbox relay)")
     api.add_argument("--port", type=int, default=None, help="overrides NOTIFY_API_PORT")
+    api.add_argument(
+        "--processes",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="N processes sharing the port, one per core (overrides NOTIFY_API_PROCESSES)",
+    )
+    api.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="listen with SO_REUSEPORT: share the port with other notify api processes (as --processes does)",
+    )
     api.set_defaults(handler=_api)
     sub.add_parser("worker", help="consume and deliver notifications").set_defaults(handler=_worker)
     migrate = sub.add_parser("migrate", help="apply database migrations")

@@ -1,4 +1,5 @@
-"""Prometheus metrics of both processes (``GET /metrics``), on the default registry.
+"""Prometheus metrics of both processes (``GET /metrics``), on the default registry (API processes sharing a
+port keep them in shared files instead: ``_registry``).
 
 Counters and histograms are updated where things happen; gauges that need a query (outbox backlog, consumer
 lag) are refreshed by a background task every ``NOTIFY_METRICS_REFRESH_S``; breaker states are read when
@@ -10,14 +11,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from notify.domain.delivery import DeliveryResult
@@ -39,7 +50,9 @@ HTTP_LATENCY = Histogram(
 ACCEPTED = Counter(
     "notify_notifications_accepted_total", "Notifications accepted (stored)", ["channel", "priority"]
 )
-WS_CLIENTS = Gauge("notify_ws_clients", "WebSocket clients connected to this process")
+WS_CLIENTS = Gauge(
+    "notify_ws_clients", "WebSocket clients connected to this process", multiprocess_mode="livesum"
+)
 WS_EVENTS = Counter("notify_ws_events_sent_total", "Status events queued to WebSocket clients")
 WS_DROPPED = Counter("notify_ws_clients_dropped_total", "WebSocket clients closed for falling behind")
 # Group commit (adapters/postgres/grouping.py): items per statement is how much concurrent work was shared.
@@ -64,7 +77,9 @@ RECEIPTS_REPORTED = Counter(
 STATUS_EVENTS = Counter("notify_status_events_received_total", "Status events read from the status topic")
 
 # --- both ---------------------------------------------------------------------------------------------------
-OUTBOX_BACKLOG = Gauge("notify_outbox_backlog", "Outbox records not yet published to Kafka")
+OUTBOX_BACKLOG = Gauge(
+    "notify_outbox_backlog", "Outbox records not yet published to Kafka", multiprocess_mode="livemostrecent"
+)
 UNAVAILABLE_ANSWERS = Counter(
     "notify_http_unavailable_total",
     "Requests answered 503: the database unreachable or slow (unavailable, timeout), load shed (overloaded)",
@@ -183,7 +198,18 @@ async def http_metrics_middleware(request: web.Request, handler: Any) -> web.Str
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=generate_latest(_registry()), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _registry() -> CollectorRegistry:
+    """This process's metrics; or, for processes sharing a port (``notify api --processes``, which sets
+    ``PROMETHEUS_MULTIPROC_DIR`` for them), every process's, summed from their files."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+    return registry
 
 
 async def refresh_periodically(
