@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 import os
@@ -375,6 +376,16 @@ def build_api_app(settings: Settings) -> web.Application:
     return app
 
 
+def freeze_startup_heap() -> None:
+    """Once started: what start-up built (modules, the app, the pools, clients, validation metadata) lives as
+    long as the process. ``gc.freeze`` takes it out of the collector's generations, so a full collection no
+    longer walks all of it while requests wait: measured under 50 connections, the API's p99 fell from
+    ~130 ms to ~70 ms and its rate rose ~15% (docs/benchmarks.md). Start-up's own garbage is collected first,
+    not frozen."""
+    gc.collect()
+    gc.freeze()
+
+
 async def serve_api(settings: Settings, stop: asyncio.Event, *, reuse_port: bool = False) -> None:
     # Long enough for the longest URL the API accepts (a 4096-character recipient filter, percent-encoded).
     runner = web.AppRunner(
@@ -389,6 +400,7 @@ async def serve_api(settings: Settings, stop: asyncio.Event, *, reuse_port: bool
     try:
         site = web.TCPSite(runner, settings.api_host, settings.api_port, reuse_port=reuse_port or None)
         await site.start()
+        freeze_startup_heap()
         log.info("api listening", extra={"url": f"http://{settings.api_host}:{settings.api_port}"})
         await stop.wait()
     finally:
@@ -790,4 +802,5 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     async with AsyncExitStack() as resources:
         worker = await build_worker(settings, resources)
         async with worker:
+            freeze_startup_heap()
             await worker.run(stop)
