@@ -46,7 +46,7 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _stack import Stack
+from _stack import Process, Stack
 
 import notify
 from notify.adapters.kafka.topics import ensure_topics
@@ -207,6 +207,51 @@ class Bench:
         settings = dict(kv.split("=", 1) for kv in getattr(args, "set", []))
         self.stack = Stack(workdir, env_overrides={"NOTIFY_LOG_LEVEL": "WARNING", **settings})
         self.results = Results()
+        self.phase = ""
+        self.spies: list[subprocess.Popen[bytes]] = []
+
+    @contextlib.contextmanager
+    def profiled(self, phase: str) -> Iterator[None]:
+        """With ``--profile DIR``: py-spy samples the API and the worker for the whole phase (also a worker
+        the phase starts), into ``DIR/<phase>-<process>.txt`` (collapsed stacks, which flame graph tools
+        read)."""
+        self.phase = phase
+        for process in list(self.stack.processes.values()):
+            self.spy_on(process)
+        try:
+            yield
+        finally:
+            for spy in self.spies:
+                spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled and exits
+            for spy in self.spies:
+                spy.wait(30)
+            self.spies.clear()
+
+    def spy_on(self, process: Process) -> None:
+        into: Path | None = self.args.profile
+        if into is None or not process.name.startswith(("api", "worker")):
+            return
+        into.mkdir(parents=True, exist_ok=True)
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        output = str(into / f"{self.phase}-{process.name}.txt")
+        self.spies.append(
+            subprocess.Popen(
+                [
+                    py_spy,
+                    "record",
+                    "--pid",
+                    str(process.pid),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "200",
+                    "-o",
+                    output,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
 
     @property
     def api(self) -> str:
@@ -486,13 +531,17 @@ class Bench:
         await self.wait("the outbox published", lambda: self._published(), 300)
         await self.sandbox("/reset", "POST")
         workers = self.args.e2e_workers
-        cpu = CpuSplit()
         for i in range(1, workers + 1):  # one consumer group: the partitions are shared out among them
-            self.stack.add_worker(i)
+            self.spy_on(self.stack.add_worker(i))
+
+        async def started() -> bool:
+            return (await self.sandbox("/stats"))["accepted"] > 0  # type: ignore[no-any-return]
 
         async def all_there() -> bool:
             return (await self.sandbox("/stats"))["accepted"] >= total  # type: ignore[no-any-return]
 
+        await self.wait("the first delivery", started, 120)  # the group joined: the cores are measured
+        cpu = CpuSplit()  # from here, while notify delivers
         await self.wait("end to end delivery", all_there, 600)
         self.results.add_cpu("end to end", cpu.cores())
         messages = (await self.sandbox(f"/messages?limit={total + 10}"))["messages"]
@@ -597,43 +646,6 @@ class Bench:
         )
 
 
-@contextlib.contextmanager
-def profiled(stack: Stack, phase: str, into: Path | None) -> Iterator[None]:
-    """With ``--profile DIR``: py-spy samples the API and the worker for the whole phase, into
-    ``DIR/<phase>-<process>.txt`` (collapsed stacks, the format flame graph tools read)."""
-    if into is None:
-        yield
-        return
-    into.mkdir(parents=True, exist_ok=True)
-    spies = [
-        subprocess.Popen(
-            [
-                shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"),
-                "record",
-                "--pid",
-                str(process.pid),
-                "--format",
-                "raw",
-                "--rate",
-                "200",
-                "--output",
-                str(into / f"{phase}-{process.name}.txt"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for process in stack.processes.values()
-        if process.name.startswith(("api", "worker"))
-    ]
-    try:
-        yield
-    finally:
-        for spy in spies:
-            spy.send_signal(signal.SIGINT)  # py-spy writes what it sampled and exits
-        for spy in spies:
-            spy.wait(30)
-
-
 async def run(args: argparse.Namespace) -> int:
     if shutil.which("wrk") is None:
         print("scripts/bench needs wrk: apt-get install wrk", file=sys.stderr)
@@ -658,7 +670,7 @@ async def run(args: argparse.Namespace) -> int:
         }
         for name in args.only or list(phases):
             print(f"- {name} (idle after {await bench.settle():.0f} s)")
-            with profiled(bench.stack, name, args.profile):
+            with bench.profiled(name):
                 await phases[name]()
         print()
         print(bench.results.table())
