@@ -91,7 +91,7 @@ class ApiProcesses:
                         continue
                     if exit_code > 0 and time.monotonic() - process.started < STARTUP_S:
                         log.error("api process failed to start", extra={"pid": process.proc.pid})
-                        code = exit_code or 1
+                        code = exit_code
                         self.stopping = True
                         break
                     log.warning(
