@@ -30,3 +30,11 @@ def test_a_development_tool_left_out_of_the_image_is_a_message_not_a_traceback(
         monkeypatch.setitem(sys.modules, name, None)
     assert cli.main(argv) == 2
     assert "a development tool, not installed here" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("count", ["0", "-2", "two"])
+def test_api_processes_must_be_a_positive_count(count: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["api", "--processes", count])
+    assert exit_.value.code == 2
+    assert "--processes" in capsys.readouterr().err
