@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from notify.adapters.telemetry.metrics import MULTIPROCESS_DIR_VARIABLE
 from notify.settings import Settings
 
 log = logging.getLogger("notify")
 
-METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 STARTUP_S = 10.0  # a process exiting with an error sooner did not start: the supervisor gives up
 STOP_TIMEOUT_S = 30.0
 POLL_S = 0.2
@@ -62,7 +62,7 @@ class ApiProcesses:
             **os.environ,
             "NOTIFY_API_PROCESSES": "1",
             "NOTIFY_API_PORT": str(self.port),
-            METRICS_DIR_VARIABLE: str(self.metrics_dir),
+            MULTIPROCESS_DIR_VARIABLE: str(self.metrics_dir),
         }
 
     def _start(self, slot: int) -> _Process:

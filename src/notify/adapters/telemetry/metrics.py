@@ -201,10 +201,14 @@ async def metrics_handler(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(_registry()), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+# prometheus_client's multiprocess mode: set (before the library is imported) for processes sharing a port.
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
 def _registry() -> CollectorRegistry:
     """This process's metrics; or, for processes sharing a port (``notify api --processes``, which sets
-    ``PROMETHEUS_MULTIPROC_DIR`` for them), every process's, summed from their files."""
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    ``MULTIPROCESS_DIR_VARIABLE`` for them), every process's, summed from their files."""
+    directory = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
     if not directory:
         return REGISTRY
     registry = CollectorRegistry()
