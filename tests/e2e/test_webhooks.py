@@ -190,8 +190,16 @@ async def test_a_receiver_down_for_a_while_gets_everything_once_it_is_back(
     # Retries carry the same webhook-id: 8 events, however many calls.
     assert len(receiver.unique_accepted()) == 8
     assert {c.webhook_id for c in receiver.calls} == set(receiver.unique_accepted())
+    # The receiver sees a 200 before the worker records it: wait until the log says every one is delivered.
+    log: dict[str, Any] = {}
+
+    async def all_recorded() -> bool:
+        nonlocal log
+        _, log = await api(stack, "GET", f"/api/v1/webhooks/{endpoint['id']}/deliveries?page_size=100")
+        return len(log["data"]) == 8 and all(d["status"] == "delivered" for d in log["data"])
+
+    await eventually(all_recorded, timeout_s=10, what="every delivery recorded as delivered")
     # The attempts ledger of a retried delivery: the refusals, then the success.
-    _, log = await api(stack, "GET", f"/api/v1/webhooks/{endpoint['id']}/deliveries?page_size=100")
     retried = next(d for d in log["data"] if d["attempts"] > 1)
     _, attempts = await api(
         stack, "GET", f"/api/v1/webhooks/{endpoint['id']}/attempts?delivery_id={retried['id']}"
