@@ -91,17 +91,27 @@ async def test_three_workers_send_at_one_provider_rate_together(stack: Stack, sc
     assert len(messages) == total
     received = [m["received_monotonic"] for m in messages]
     rate, peak = steady_rate(received), busiest_second(received)
-    async with aiohttp.ClientSession() as http:
-        shares = [
-            value(
-                await scrape(http, stack.workers[n]),
-                "notify_delivery_rounds_total",
-                missing=0,
-                channel="sms",
-                outcome="delivered",
-            )
-            for n in WORKERS
-        ]
+    shares: list[float] = []
+
+    async def every_round_counted() -> bool:
+        # A worker counts a round once it is over, after it stored the status read above: wait for the last.
+        nonlocal shares
+        async with aiohttp.ClientSession() as http:
+            shares = [
+                value(
+                    await scrape(http, stack.workers[n]),
+                    "notify_delivery_rounds_total",
+                    missing=0,
+                    channel="sms",
+                    outcome="delivered",
+                )
+                for n in WORKERS
+            ]
+        return sum(shares) >= total
+
+    await eventually(
+        every_round_counted, timeout_s=10, what=f"{total} delivered rounds counted by the workers"
+    )
     print(f"scope={scope}: steady {rate:.1f}/s, busiest second {peak}, per worker {shares}")
     assert sum(shares) == total
     assert min(shares) >= total / 10, f"every worker sent its share: {shares}"

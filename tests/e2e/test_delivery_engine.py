@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer
 
 from notify.devtools.processes import free_port
 from tests.conftest import Stack
-from tests.e2e.test_walking_skeleton import post_many, wait_all_status
+from tests.e2e.test_walking_skeleton import post_many, rounds, wait_all_status
 from tests.support import eventually
 
 FAST_RETRIES = {"retry_base_s": 0.5, "retry_cap_s": 2, "recovery_interval_s": 0.2}
@@ -339,7 +339,15 @@ async def test_cancel_racing_delivery_never_sends_a_cancelled_notification(stack
         return s.get("pending", 0) + s.get("processing", 0) == 0
 
     await eventually(settled, timeout_s=60, what="every notification settled")
-    await asyncio.sleep(1.0)
+
+    async def cancelled_records_read() -> bool:
+        # A cancelled notification's record is still read later (it was never claimed): wait until the worker
+        # has read and dropped one record per cancelled notification before checking that none was sent.
+        return await rounds(stack, "worker", "skipped") >= len(cancelled)
+
+    await eventually(
+        cancelled_records_read, timeout_s=30, what="every cancelled notification's record skipped"
+    )
     sent = {m["idempotency_key"] for m in (await stack.sandbox("/messages"))["messages"]}
     assert not (sent & cancelled)
     assert sent == refused

@@ -427,34 +427,51 @@ async def test_prometheus_metrics_of_api_and_worker_move_as_notifications_flow(s
         for nid in ids:
             await wait_status(stack, nid, "delivered")
 
-        def delta(after: Samples, before: Samples, name: str, **labels: str) -> float:
-            return value(after, name, **labels) - value(before, name, missing=0, **labels)
-
-        async def moved() -> bool:
-            a, w = await scrape(http, api), await scrape(http, worker)
-            delivered = value(w, "notify_deliveries_total", missing=0, outcome="delivered", channel="sms")
-            accepted = value(a, "notify_notifications_accepted_total", missing=0, channel="sms")
-            return (
-                delivered - value(before_worker, "notify_deliveries_total", missing=0, channel="sms") == 5
-                and accepted - value(before_api, "notify_notifications_accepted_total", missing=0) == 5
-            )
-
-        await eventually(moved, what="delivery and acceptance counters")
-        after_api, after_worker = await scrape(http, api), await scrape(http, worker)
+        def delta(
+            after: Samples, before: Samples, name: str, missing: float | None = None, **labels: str
+        ) -> float:
+            return value(after, name, missing=missing, **labels) - value(before, name, missing=0, **labels)
 
         route = "/api/v1/notifications"
         http_labels = {"route": route, "method": "POST"}
-        assert delta(after_api, before_api, "notify_http_requests_total", status="201", **http_labels) == 5
-        assert delta(after_api, before_api, "notify_http_request_duration_seconds_count", **http_labels) == 5
-        for name, labels in [
-            ("notify_delivery_latency_seconds_count", {}),
-            ("notify_delivery_attempts_total", {}),
-            ("notify_delivery_rounds_total", {"outcome": "delivered"}),
-            ("notify_rate_limiter_wait_seconds_count", {}),
-        ]:
-            assert delta(after_worker, before_worker, name, channel="sms", **labels) == 5, name
+        api_counters: list[tuple[str, dict[str, str]]] = [
+            ("notify_notifications_accepted_total", {"channel": "sms"}),
+            ("notify_http_requests_total", {"status": "201", **http_labels}),
+            ("notify_http_request_duration_seconds_count", http_labels),
+        ]
+        worker_counters: list[tuple[str, dict[str, str]]] = [
+            ("notify_deliveries_total", {"channel": "sms", "outcome": "delivered"}),
+            ("notify_delivery_latency_seconds_count", {"channel": "sms"}),
+            ("notify_delivery_attempts_total", {"channel": "sms"}),
+            # Counted once the round is over, after the status is stored: it can lag the status read above.
+            ("notify_delivery_rounds_total", {"channel": "sms", "outcome": "delivered"}),
+            ("notify_rate_limiter_wait_seconds_count", {"channel": "sms"}),
+        ]
+
+        async def moved() -> tuple[Samples, Samples] | None:
+            a, w = await scrape(http, api), await scrape(http, worker)
+            reached = all(
+                delta(a, before_api, name, missing=0, **labels) >= 5 for name, labels in api_counters
+            ) and all(
+                delta(w, before_worker, name, missing=0, **labels) >= 5 for name, labels in worker_counters
+            )
+            return (a, w) if reached else None
+
+        after_api, after_worker = await eventually(
+            moved, what="every counter to count the five notifications"
+        )
+        for name, labels in api_counters:
+            assert delta(after_api, before_api, name, **labels) == 5, name
+        for name, labels in worker_counters:
+            assert delta(after_worker, before_worker, name, **labels) == 5, name
         assert value(after_worker, "notify_breaker_state", breaker="sms:sandbox") == 0  # closed
         normal_topic = f"{stack.prefix}.normal"
+
+        def published(a: Samples, w: Samples) -> float:
+            # Five dispatch records and ten status events (processing, delivered), whichever relay sent them.
+            return delta(a, before_api, "notify_outbox_published_total", missing=0) + delta(
+                w, before_worker, "notify_outbox_published_total", missing=0
+            )
 
         async def gauges_settled() -> tuple[Samples, Samples] | None:
             a, w = await scrape(http, api), await scrape(http, worker)
@@ -463,21 +480,20 @@ async def test_prometheus_metrics_of_api_and_worker_move_as_notifications_flow(s
                 for (n, ls), v in w.items()
                 if n == "notify_consumer_lag" and dict(ls)["topic"] == normal_topic
             ]
+            # The backlog gauges are refreshed every 0.5 s: one computed before the last status event was
+            # written reads 0 too early. The published counters say when the relays are done.
             settled = (
                 lag == [0.0]
                 and value(a, "notify_outbox_backlog") == 0
                 and value(w, "notify_outbox_backlog") == 0
+                and published(a, w) >= 15
             )
             return (a, w) if settled else None
 
         settled_api, settled_worker = await eventually(
-            gauges_settled, what="consumer lag and outbox backlog gauges at 0"
+            gauges_settled, what="consumer lag and outbox backlog gauges at 0, every record published"
         )
-        # Five dispatch records and ten status events (processing, delivered), whichever relay sent them.
-        published = delta(settled_api, before_api, "notify_outbox_published_total") + delta(
-            settled_worker, before_worker, "notify_outbox_published_total"
-        )
-        assert published == 15
+        assert published(settled_api, settled_worker) == 15
 
     # And the per-channel summary of the public API agrees.
     async with stack.http.get(f"{api}/api/v1/metrics") as r:

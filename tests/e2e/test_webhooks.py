@@ -127,9 +127,18 @@ async def test_every_status_change_arrives_once_signed_and_in_order(stack: Stack
         assert [c.event["status"] for c in calls] == ["processing", "delivered"]
         assert calls[0].event["event_id"] < calls[1].event["event_id"]
 
-    # The delivery log says the same.
-    status, log = await api(stack, "GET", f"/api/v1/webhooks/{endpoint['id']}/deliveries?page_size=100")
-    assert status == 200 and len(log["data"]) == 10
+    # The delivery log says the same, once the worker has recorded every outcome (the receiver sees each call
+    # before the worker stores it).
+    log: dict[str, Any] = {}
+
+    async def all_recorded() -> bool:
+        nonlocal log
+        status, log = await api(stack, "GET", f"/api/v1/webhooks/{endpoint['id']}/deliveries?page_size=100")
+        assert status == 200, log
+        return len(log["data"]) >= 10 and all(d["status"] == "delivered" for d in log["data"])
+
+    await eventually(all_recorded, timeout_s=10, what="every delivery recorded as delivered")
+    assert len(log["data"]) == 10
     assert {(d["status"], d["last_http_status"], d["attempts"]) for d in log["data"]} == {
         ("delivered", 200, 1)
     }
@@ -244,9 +253,17 @@ async def test_an_endpoint_failing_too_long_is_disabled_and_says_why_then_resume
         return {c.event["notification_id"] for c in receiver.accepted} == {first, second}
 
     await eventually(both, timeout_s=30, what="what waited, and what came after, delivered")
+    # The receiver sees the 200 before the worker records it: wait until the log has both as delivered.
+    log: dict[str, Any] = {}
+
+    async def both_recorded() -> bool:
+        nonlocal log
+        _, log = await api(stack, "GET", f"/api/v1/webhooks/{endpoint['id']}/deliveries?status=delivered")
+        return {d["notification_id"] for d in log["data"]} == {first, second}
+
+    await eventually(both_recorded, timeout_s=10, what="both deliveries recorded as delivered")
 
     # Replaying one delivery sends it again with the same webhook-id.
-    _, log = await api(stack, "GET", f"/api/v1/webhooks/{endpoint['id']}/deliveries?status=delivered")
     chosen = log["data"][0]
     status, replayed = await api(
         stack, "POST", f"/api/v1/webhooks/{endpoint['id']}/deliveries/replay", {"delivery_id": chosen["id"]}
