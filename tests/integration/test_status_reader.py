@@ -79,6 +79,38 @@ async def drain(subscriber: Subscriber, into: list[str], expected: int) -> None:
     await eventually(enough, what=f"{expected} live events", timeout_s=30)
 
 
+async def test_an_unreadable_status_event_is_skipped_and_the_ones_after_it_are_relayed(
+    broker: TansuBroker, topic_prefix: str
+) -> None:
+    topic = f"{topic_prefix}.status"
+    hub = LiveHub(capacity=1000)
+    subscriber = hub.connect(TENANT)
+    reader = StatusTopicReader(
+        lambda: make_status_consumer(broker.bootstrap_servers, fetch_max_wait_ms=50), topic, hub
+    )
+    await ensure_topics(broker.bootstrap_servers, [topic], partitions=1)
+    stop = asyncio.Event()
+    task = asyncio.create_task(reader.run(stop))
+    first, last = status_record(1), status_record(4)
+    try:
+        await eventually(lambda: asyncio.sleep(0, reader.ready.is_set()), what="the reader at the end")
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, status_value(first))
+            await producer.send_and_wait(topic, b"{not json")  # not JSON
+            await producer.send_and_wait(topic, b'{"status": "delivered", "seq": 3}')  # JSON, not an event
+            await producer.send_and_wait(topic, status_value(last))
+        finally:
+            await producer.stop()
+        seen: list[str] = []
+        await drain(subscriber, seen, 2)
+        assert seen == [str(first.notification_id), str(last.notification_id)]
+    finally:
+        stop.set()
+        await task
+
+
 @pytest.mark.e2e  # starts its own broker, to crash it
 async def test_events_published_after_a_broker_restart_reach_the_hub_before_the_reader_notices() -> None:
     topic = f"t{uuid.uuid4().hex[:8]}.status"
