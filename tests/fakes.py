@@ -532,7 +532,8 @@ class FakeStore:
 
     async def relay_batch(self, limit: int, publish: Publish, now: datetime) -> int:
         waiting = [r for r in self.outbox if r.id not in self.published_at]
-        batch = [r for r in waiting if r.kind is not OutboxKind.STATUS][:limit]
+        dispatch = [r for r in waiting if r.kind is not OutboxKind.STATUS]
+        batch = sorted(dispatch, key=lambda r: (r.priority.rank, r.id))[:limit]  # highest priority first
         batch += [r for r in waiting if r.kind is OutboxKind.STATUS][:limit]
         if not batch:
             return 0

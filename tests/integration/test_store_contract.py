@@ -590,6 +590,22 @@ async def test_relay_marks_what_it_published_and_nothing_when_publishing_fails(k
     assert await kit.outbox.purge_published(kit.clock.now()) == 0
 
 
+async def test_relay_publishes_higher_priorities_first_and_each_priority_in_order(kit: Kit) -> None:
+    """A high-priority notification accepted behind a backlog of low ones (a big import, or an outbox that
+    grew while the broker was down) is published with the next relay batch, not after the backlog."""
+    lows = [await kit.sms(priority=Priority.LOW) for _ in range(3)]
+    normal = await kit.sms(priority=Priority.NORMAL)
+    high = await kit.sms(priority=Priority.HIGH)
+    sent: list[list[UUID]] = []
+
+    async def publish(records: Sequence[OutboxRecord]) -> None:
+        sent.append([r.notification_id for r in records if r.kind is OutboxKind.DISPATCH])
+
+    while await kit.outbox.relay_batch(2, publish, kit.clock.now()):
+        pass
+    assert sent == [[high.id, normal.id], [lows[0].id, lows[1].id], [lows[2].id]]
+
+
 # --- receipts -----------------------------------------------------------------------------------------------
 
 

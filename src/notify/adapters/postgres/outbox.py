@@ -20,8 +20,17 @@ SELECT o.id, o.notification_id, o.priority, o.channel, o.correlation_id, o.creat
        n.trace_context, n.tenant_id
   FROM outbox o JOIN notifications n ON n.id = o.notification_id
  WHERE o.published_at IS NULL AND {kinds}
- ORDER BY o.id LIMIT $1 {lock}
+ ORDER BY {order} LIMIT $1 {lock}
 """
+# Dispatch records and dead letters: highest priority first, so one accepted behind a backlog of lower ones is
+# not published after it; the index outbox_unpublished_dispatch (migration 0018) holds this very expression.
+_DISPATCH_RELAY = _RELAY_SELECT.format(
+    kinds="o.kind <> 'status'",
+    order="CASE o.priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END, o.id",
+    lock="FOR UPDATE OF o SKIP LOCKED",
+)
+# Status events: in commit order (see relay_batch).
+_STATUS_RELAY = _RELAY_SELECT.format(kinds="o.kind = 'status'", order="o.id", lock="FOR UPDATE OF o")
 
 
 class PgOutbox:
@@ -30,18 +39,11 @@ class PgOutbox:
 
     async def relay_batch(self, limit: int, publish: Publish, now: datetime) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = list(
-                await conn.fetch(
-                    _RELAY_SELECT.format(kinds="o.kind <> 'status'", lock="FOR UPDATE OF o SKIP LOCKED"),
-                    limit,
-                )
-            )
+            rows = list(await conn.fetch(_DISPATCH_RELAY, limit))
             # Status events go out in id order through one relay at a time (the holder of this lock), so a
             # notification's events reach the topic in the order its transitions committed.
             if await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", _STATUS_RELAY_LOCK):
-                rows += await conn.fetch(
-                    _RELAY_SELECT.format(kinds="o.kind = 'status'", lock="FOR UPDATE OF o"), limit
-                )
+                rows += await conn.fetch(_STATUS_RELAY, limit)
             if not rows:
                 return 0
             records = [
