@@ -287,6 +287,39 @@ async def test_high_priority_overtakes_a_backlog_of_2000_low(stack: Stack) -> No
     assert ahead <= 64, f"high waited behind {ahead} low notifications sent after it was posted"
 
 
+async def test_high_priority_accepted_behind_an_unpublished_low_backlog_is_published_first(
+    stack: Stack,
+) -> None:
+    """The backlog is still in the outbox (as after a broker outage, or a large import the relay is still
+    publishing): the relay publishes the high notification before it, so the worker does not deliver the
+    backlog's first publishes while the high one waits in PostgreSQL."""
+    await stack.start_sandbox("--latency-ms", "20")
+    await stack.start_api(outbox_relay_enabled="false")  # accepts, publishes nothing
+    low_ids: set[str] = set()
+    for _ in range(3):
+        low = {"channel": "sms", "recipient": "+14155550123", "content": "later", "priority": "low"}
+        body = {"notifications": [low] * 1000}
+        async with stack.http.post(f"{stack.api_url}/api/v1/notifications/batch", json=body) as r:
+            assert r.status == 201, await r.text()
+            low_ids |= {n["id"] for n in (await r.json())["notifications"]}
+    high = await stack.send_sms("urgent", priority="high")  # accepted last
+    await stack.start_worker(worker_concurrency=8, outbox_relay_enabled="false")  # consuming, nothing to read
+    # A relay that publishes 20 records a round: the backlog takes it many rounds while the worker delivers.
+    await stack.start_api("relay", outbox_batch_size=20)
+
+    async def high_delivered() -> bool:
+        return (await stack.get(high["id"]))["status"] == "delivered"
+
+    await eventually(high_delivered, timeout_s=60, what="the high-priority notification delivered")
+    messages = (await stack.sandbox("/messages"))["messages"]
+    position = next(m["seq"] for m in messages if m["idempotency_key"] == high["id"])
+    ahead = sum(1 for m in messages if m["seq"] < position and m["idempotency_key"] in low_ids)
+    print(f"high delivered after {ahead} low")
+    # Published in id order it would come after all 3,000 lows, with hundreds delivered meanwhile. Published
+    # first, only the lows of that first round (20) and those already in the worker's 8 slots can be ahead.
+    assert ahead <= 40, f"high waited behind {ahead} low notifications"
+
+
 async def test_api_killed_after_commit_before_publish_loses_nothing(stack: Stack) -> None:
     await stack.start_sandbox()
     api = await stack.start_api(outbox_relay_enabled="false")
