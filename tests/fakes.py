@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -946,3 +947,25 @@ class FakeTokenBuckets:
         self._buckets[name] = (available - granted, self.now)
         wait_s = max(0.0, (min(want, capacity) - (available - granted)) / rate_per_s)
         return Grant(granted, wait_s)
+
+
+class MeteredLimiter(FakeLimiter):
+    """A FakeLimiter whose tokens come only when the test hands them out (``grant``), in asking order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._tokens = asyncio.Semaphore(0)
+        self.asking = 0
+
+    def grant(self, tokens: int = 1) -> None:
+        for _ in range(tokens):
+            self._tokens.release()
+
+    async def acquire(self, key: str) -> float:
+        await super().acquire(key)
+        self.asking += 1
+        try:
+            await self._tokens.acquire()
+        finally:
+            self.asking -= 1
+        return 0.0

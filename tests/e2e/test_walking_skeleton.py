@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 
 from tests.conftest import Stack
 from tests.e2e.test_observability import scrape, value
@@ -285,6 +286,37 @@ async def test_high_priority_overtakes_a_backlog_of_2000_low(stack: Stack) -> No
     # already in flight (8 slots) or started while it travelled API -> outbox -> Kafka -> worker, at 20 ms
     # a send (about 10 measured; the bound leaves room for a slow machine).
     assert ahead <= 64, f"high waited behind {ahead} low notifications sent after it was posted"
+
+
+@pytest.mark.parametrize("scope", ["cluster", "process"])
+async def test_high_priority_does_not_queue_behind_lows_waiting_for_a_rate_limited_channel(
+    stack: Stack, scope: str
+) -> None:
+    """At a provider's rate limit the worker's slots fill with lows waiting for tokens; a high notification
+    takes the channel's next token, not its place at the end of that queue."""
+    await stack.start_sandbox()
+    await stack.start_api()
+    await stack.start_worker(worker_concurrency=32, rate_limit_sms=10, rate_limit_scope=scope)
+    low_ids = set(await post_many(stack, 80, priority="low"))
+
+    async def queued() -> bool:
+        return (await stack.sandbox("/stats"))["accepted"] >= 5  # type: ignore[no-any-return]
+
+    await eventually(queued, what="lows sent at the rate, the rest waiting for tokens")
+    before = (await stack.sandbox("/stats"))["accepted"]  # lows the provider had before the POST
+    high = await stack.send_sms("urgent", priority="high")
+
+    async def high_delivered() -> bool:
+        return (await stack.get(high["id"]))["status"] == "delivered"
+
+    await eventually(high_delivered, timeout_s=30, what="the high-priority notification delivered")
+    messages = (await stack.sandbox("/messages"))["messages"]
+    position = next(m["seq"] for m in messages if m["idempotency_key"] == high["id"])
+    ahead = sum(1 for m in messages if m["seq"] < position and m["idempotency_key"] in low_ids) - before
+    print(f"scope={scope}: high delivered after {ahead} more low ({before} were sent before its POST)")
+    # At the end of the queue it would wait for every low already holding a slot (28 of 32; at 10/s, ~3 s).
+    # Ahead of it: the lows sent while it travelled API -> outbox -> Kafka -> worker (a token every 0.1 s).
+    assert ahead <= 8, f"high waited behind {ahead} low notifications sent after it was posted"
 
 
 async def test_high_priority_accepted_behind_an_unpublished_low_backlog_is_published_first(

@@ -20,6 +20,7 @@ from itertools import count
 from typing import Protocol
 from uuid import UUID
 
+from notify.app.priority_limiter import PriorityRateLimiter
 from notify.domain.delivery import AttemptOutcome, AttemptRecord, Claim, DeliveryResult
 from notify.domain.errors import (
     CircuitOpen,
@@ -128,7 +129,7 @@ class Deliverer:
         self._worker_id = worker_id
         self._lease = lease
         self._policy = policy or RetryPolicy()
-        self._limiter = limiter or _Unlimited()
+        self._limiter = PriorityRateLimiter(limiter or _Unlimited())
         self._pauses = pauses
         self._open_breaker_wait_s = open_breaker_wait_s
         self._claims = count(1)
@@ -154,7 +155,7 @@ class Deliverer:
         if notification.status is Status.EXPIRED:
             return DeliveryOutcome.EXPIRED
         # Claimed first, then a token: a record the claim drops never takes a token from a real send.
-        waited = await self._limiter.acquire(notification.channel.value)
+        waited = await self._limiter.acquire(notification.channel.value, notification.priority)
         self._observer.limiter_waited(notification.channel.value, waited)
         held = await self._keep_lease_for_a_round(notification_id, claim)
         if held is None:
