@@ -448,7 +448,7 @@ class FakeStore:
                 for n in self.rows.values()
                 if n.status is Status.SCHEDULED and n.scheduled_at is not None and n.scheduled_at <= now
             ),
-            key=lambda n: n.scheduled_at or now,
+            key=lambda n: (n.priority.rank, n.scheduled_at or now),  # highest priority first
         )
         return self._to_pending(due[:limit], now)
 
@@ -498,7 +498,7 @@ class FakeStore:
                 and n.next_attempt_at <= now
                 and releasable(n)
             ),
-            key=lambda n: n.next_attempt_at or now,
+            key=lambda n: (n.priority.rank, n.next_attempt_at or now),  # highest priority first
         )[:limit]
         for n in due:
             self._enqueue(n, now)
@@ -506,11 +506,14 @@ class FakeStore:
 
     async def requeue_parked(self, now: datetime, limit: int) -> int:
         pauses = Pauses(frozenset(self.paused))
-        ready = [
-            self.rows[i]
-            for i in sorted(self.parked)
-            if not pauses.blocks(self.rows[i].tenant_id, self.rows[i].channel.value)
-        ]
+        ready = sorted(
+            (
+                self.rows[i]
+                for i in sorted(self.parked)
+                if not pauses.blocks(self.rows[i].tenant_id, self.rows[i].channel.value)
+            ),
+            key=lambda n: n.priority.rank,  # highest priority first
+        )
         return self._to_pending(ready[:limit], now)
 
     async def requeue_stale_pending(

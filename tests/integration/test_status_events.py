@@ -219,6 +219,37 @@ async def test_relay_and_backlog_queries_read_the_partial_indexes(pool: asyncpg.
         assert "Seq Scan" not in plan and plan.count("outbox_unpublished_") == 2, plan
 
 
+async def test_each_sweep_reads_its_priority_range_of_an_index(pool: asyncpg.Pool) -> None:
+    """Released one priority after another (adapters/postgres/sweeps.py): each statement must read only its
+    priority's part of an index, not every due (or parked) notification of every priority."""
+    from notify.adapters.postgres.sweeps import PgSweeps
+
+    statements: list[str] = []
+
+    class Recording:
+        async def execute(self, sql: str, *args: object) -> str:
+            statements.append(sql)
+            return "INSERT 0 0"
+
+    sweeps = PgSweeps(Recording())  # type: ignore[arg-type]
+    now = datetime.now(UTC)
+    await sweeps.release_due_scheduled(now, 10)
+    await sweeps.release_due_retries(now, 10, now, [])
+    await sweeps.requeue_parked(now, 10)
+    assert len(statements) == 9  # three sweeps, a statement per priority
+    async with pool.acquire() as conn:
+        await conn.execute("SET enable_seqscan = off")
+        await conn.execute("SET enable_sort = off")
+        for sql, index in zip(statements[::3], ["due_scheduled", "due_retry", "parked"], strict=True):
+            args: list[object] = [now, 10, "high"]
+            if "retrying" in sql:
+                args += [now, [], [], [], []]
+            plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN {sql}", *args))
+            assert f"notifications_{index}" in plan and "Sort" not in plan, plan
+            conditions = [line for line in plan.splitlines() if "Index Cond" in line]
+            assert any("priority = " in line for line in conditions), plan
+
+
 async def test_retries_and_replays_are_published_in_the_notifications_own_trace(
     service: NotificationService, store: PgNotificationStore, pool: asyncpg.Pool, clock: FakeClock
 ) -> None:

@@ -563,6 +563,42 @@ async def test_a_due_retry_is_released_once_and_again_only_when_its_record_was_l
     assert await kit.events() == []  # released, but retrying all along
 
 
+async def test_sweeps_release_the_highest_priority_first(kit: Kit) -> None:
+    """A due high notification is released before a backlog of due low ones, even those due earlier: a
+    campaign scheduled for the same minute, the retries after an outage, a paused channel resumed."""
+    lows = [await kit.sms(priority=Priority.LOW, scheduled_at=T0 + timedelta(seconds=10)) for _ in range(2)]
+    high = await kit.sms(priority=Priority.HIGH, scheduled_at=T0 + timedelta(seconds=20))
+    kit.clock.advance(21)
+    assert await kit.store.release_due_scheduled(kit.clock.now(), 2) == 2
+    statuses = [(await kit.store.get("t1", n.id)) for n in (high, *lows)]
+    assert [n.status if n else None for n in statuses] == [Status.PENDING, Status.PENDING, Status.SCHEDULED]
+
+    retrying: list[Notification] = []
+    for priority, due_s in ((Priority.LOW, 1), (Priority.LOW, 1), (Priority.HIGH, 2)):
+        n = await kit.sms(priority=priority)
+        await kit.store.claim(n.id, claim(), kit.clock.now())
+        due = kit.clock.now() + timedelta(seconds=due_s)
+        result = DeliveryResult(
+            Status.RETRYING, [attempt(AttemptOutcome.TRANSIENT)], "gw", None, "x", next_attempt_at=due
+        )
+        assert await kit.store.record_result(n.id, claim(), kit.clock.now(), result)
+        retrying.append(n)
+    await kit.drain()
+    kit.forget()
+    kit.clock.advance(3)
+    now = kit.clock.now()
+    assert await kit.store.release_due_retries(now, 1, now - timedelta(minutes=2)) == 1
+    assert await kit.dispatched() == [(retrying[2].id, OutboxKind.DISPATCH)]
+
+    parked = [await kit.sms(priority=p) for p in (Priority.LOW, Priority.NORMAL, Priority.HIGH)]
+    await kit.drain()
+    kit.forget()
+    for n in parked:
+        await kit.store.park(n.id, now)
+    assert await kit.store.requeue_parked(now, 2) == 2
+    assert [n for n, _ in await kit.dispatched()] == [parked[2].id, parked[1].id]
+
+
 # --- the outbox --------------------------------------------------------------------------------------------
 
 

@@ -3,7 +3,7 @@ number of workers sweep at once."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 import asyncpg
@@ -12,6 +12,7 @@ from notify.adapters.postgres.rows import (
     affected,
     enqueue,
 )
+from notify.domain.model import PRIORITIES_BY_RANK, Priority
 from notify.ports.queue import Waiting
 
 
@@ -29,14 +30,30 @@ class PgSweeps:
         )
         return int(status.split()[-1])
 
+    @staticmethod
+    async def _by_priority(release: Callable[[Priority, int], Awaitable[int]], limit: int) -> int:
+        """Up to ``limit`` released, highest priority first: a backlog of due low notifications (a campaign,
+        the retries after an outage, a paused channel resumed) does not hold back a due high one. A statement
+        per priority, each reading its own range of an index that leads with the priority (migration 0018)."""
+        released = 0
+        for priority in PRIORITIES_BY_RANK:
+            if released < limit:
+                released += await release(priority, limit - released)
+        return released
+
     async def release_due_scheduled(self, now: datetime, limit: int) -> int:
-        return await enqueue(
-            self._pool,
-            """SELECT id FROM notifications WHERE status = 'scheduled' AND scheduled_at <= $1
-                ORDER BY scheduled_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
-            now,
-            limit,
-        )
+        async def release(priority: Priority, up_to: int) -> int:
+            return await enqueue(
+                self._pool,
+                """SELECT id FROM notifications
+                    WHERE status = 'scheduled' AND priority = $3 AND scheduled_at <= $1
+                    ORDER BY scheduled_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
+                now,
+                up_to,
+                priority.value,
+            )
+
+        return await self._by_priority(release, limit)
 
     async def recover_expired_leases(self, now: datetime, limit: int) -> int:
         return await enqueue(
@@ -52,37 +69,46 @@ class PgSweeps:
     ) -> int:
         # enqueued_at NULL: not released yet. Released before stale_before and still not claimed: released
         # again only if its record was lost (a broker restart), not while it waits behind consumer lag.
-        stale = f"enqueued_at < $3 AND {_lost(4)}" if waiting is not None else "false"
-        status = await self._pool.execute(
-            f"""WITH due AS (
-                   SELECT id FROM notifications n
-                    WHERE status = 'retrying' AND next_attempt_at <= $1
-                      AND (enqueued_at IS NULL OR ({stale}))
-                    ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED
-               ), marked AS (
-                   UPDATE notifications n SET enqueued_at = $1 FROM due WHERE n.id = due.id
-                   RETURNING n.id, n.priority, n.channel, n.correlation_id
-               )
-               INSERT INTO outbox (notification_id, priority, channel, correlation_id, created_at)
-               SELECT id, priority, channel, correlation_id, $1 FROM marked""",
-            now,
-            limit,
-            *((stale_before, *_waiting_args(waiting)) if waiting is not None else ()),
-        )
-        return affected(status)
+        stale = f"enqueued_at < $4 AND {_lost(5)}" if waiting is not None else "false"
+
+        async def release(priority: Priority, up_to: int) -> int:
+            status = await self._pool.execute(
+                f"""WITH due AS (
+                       SELECT id FROM notifications n
+                        WHERE status = 'retrying' AND priority = $3 AND next_attempt_at <= $1
+                          AND (enqueued_at IS NULL OR ({stale}))
+                        ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED
+                   ), marked AS (
+                       UPDATE notifications n SET enqueued_at = $1 FROM due WHERE n.id = due.id
+                       RETURNING n.id, n.priority, n.channel, n.correlation_id
+                   )
+                   INSERT INTO outbox (notification_id, priority, channel, correlation_id, created_at)
+                   SELECT id, priority, channel, correlation_id, $1 FROM marked""",
+                now,
+                up_to,
+                priority.value,
+                *((stale_before, *_waiting_args(waiting)) if waiting is not None else ()),
+            )
+            return affected(status)
+
+        return await self._by_priority(release, limit)
 
     async def requeue_parked(self, now: datetime, limit: int) -> int:
-        return await enqueue(
-            self._pool,
-            """SELECT n.id FROM notifications n
-                WHERE n.status = 'pending' AND n.enqueued_at IS NULL
-                  AND NOT EXISTS (SELECT 1 FROM delivery_controls c
-                                   WHERE c.paused AND c.tenant_id IN ('*', n.tenant_id)
-                                     AND c.channel IN ('*', n.channel))
-                LIMIT $2 FOR UPDATE SKIP LOCKED""",
-            now,
-            limit,
-        )
+        async def release(priority: Priority, up_to: int) -> int:
+            return await enqueue(
+                self._pool,
+                """SELECT n.id FROM notifications n
+                    WHERE n.status = 'pending' AND n.enqueued_at IS NULL AND n.priority = $3
+                      AND NOT EXISTS (SELECT 1 FROM delivery_controls c
+                                       WHERE c.paused AND c.tenant_id IN ('*', n.tenant_id)
+                                         AND c.channel IN ('*', n.channel))
+                    LIMIT $2 FOR UPDATE SKIP LOCKED""",
+                now,
+                up_to,
+                priority.value,
+            )
+
+        return await self._by_priority(release, limit)
 
     async def requeue_stale_pending(
         self, older_than: datetime, now: datetime, limit: int, waiting: Sequence[Waiting]
