@@ -247,6 +247,19 @@ async def test_cancel_before_delivery_is_never_sent_and_after_delivery_is_409(st
     assert (status, answer["code"]) == (409, "illegal_transition")
 
 
+async def lows_sent_before(stack: Stack, high_id: str, low_ids: set[str]) -> int:
+    """Wait for the high-priority notification to be delivered; how many of ``low_ids`` the provider got
+    before it."""
+
+    async def high_delivered() -> bool:
+        return (await stack.get(high_id))["status"] == "delivered"
+
+    await eventually(high_delivered, timeout_s=60, what="the high-priority notification delivered")
+    messages = (await stack.sandbox("/messages"))["messages"]
+    position = next(m["seq"] for m in messages if m["idempotency_key"] == high_id)
+    return sum(1 for m in messages if m["seq"] < position and m["idempotency_key"] in low_ids)
+
+
 async def test_high_priority_overtakes_a_backlog_of_2000_low(stack: Stack) -> None:
     await stack.start_sandbox("--latency-ms", "20")
     await stack.start_api()
@@ -273,14 +286,7 @@ async def test_high_priority_overtakes_a_backlog_of_2000_low(stack: Stack) -> No
     await eventually(started, what="the worker to be busy with the backlog")
     before = (await stack.sandbox("/stats"))["accepted"]  # lows the provider had before the POST
     high = await stack.send_sms("urgent", priority="high")
-
-    async def high_delivered() -> bool:
-        return (await stack.get(high["id"]))["status"] == "delivered"
-
-    await eventually(high_delivered, timeout_s=30, what="the high-priority notification delivered")
-    messages = (await stack.sandbox("/messages"))["messages"]
-    position = next(m["seq"] for m in messages if m["idempotency_key"] == high["id"])
-    ahead = sum(1 for m in messages if m["seq"] < position and m["idempotency_key"] in low_ids) - before
+    ahead = await lows_sent_before(stack, high["id"], low_ids) - before
     print(f"high delivered after {ahead} more low ({before} low were sent before its POST)")
     # FIFO would have put it behind every low still waiting (over 1,800). True priority: only the lows
     # already in flight (8 slots) or started while it travelled API -> outbox -> Kafka -> worker, at 20 ms
@@ -305,14 +311,7 @@ async def test_high_priority_does_not_queue_behind_lows_waiting_for_a_rate_limit
     await eventually(queued, what="lows sent at the rate, the rest waiting for tokens")
     before = (await stack.sandbox("/stats"))["accepted"]  # lows the provider had before the POST
     high = await stack.send_sms("urgent", priority="high")
-
-    async def high_delivered() -> bool:
-        return (await stack.get(high["id"]))["status"] == "delivered"
-
-    await eventually(high_delivered, timeout_s=30, what="the high-priority notification delivered")
-    messages = (await stack.sandbox("/messages"))["messages"]
-    position = next(m["seq"] for m in messages if m["idempotency_key"] == high["id"])
-    ahead = sum(1 for m in messages if m["seq"] < position and m["idempotency_key"] in low_ids) - before
+    ahead = await lows_sent_before(stack, high["id"], low_ids) - before
     print(f"scope={scope}: high delivered after {ahead} more low ({before} were sent before its POST)")
     # At the end of the queue it would wait for every low already holding a slot (28 of 32; at 10/s, ~3 s).
     # Ahead of it: the lows sent while it travelled API -> outbox -> Kafka -> worker (a token every 0.1 s).
@@ -338,14 +337,7 @@ async def test_high_priority_accepted_behind_an_unpublished_low_backlog_is_publi
     await stack.start_worker(worker_concurrency=8, outbox_relay_enabled="false")  # consuming, nothing to read
     # A relay that publishes 20 records a round: the backlog takes it many rounds while the worker delivers.
     await stack.start_api("relay", outbox_batch_size=20)
-
-    async def high_delivered() -> bool:
-        return (await stack.get(high["id"]))["status"] == "delivered"
-
-    await eventually(high_delivered, timeout_s=60, what="the high-priority notification delivered")
-    messages = (await stack.sandbox("/messages"))["messages"]
-    position = next(m["seq"] for m in messages if m["idempotency_key"] == high["id"])
-    ahead = sum(1 for m in messages if m["seq"] < position and m["idempotency_key"] in low_ids)
+    ahead = await lows_sent_before(stack, high["id"], low_ids)
     print(f"high delivered after {ahead} low")
     # Published in id order it would come after all 3,000 lows, with hundreds delivered meanwhile. Published
     # first, only the lows of that first round (20) and those already in the worker's 8 slots can be ahead.
