@@ -247,6 +247,19 @@ async def test_cancel_before_delivery_is_never_sent_and_after_delivery_is_409(st
     assert (status, answer["code"]) == (409, "illegal_transition")
 
 
+async def post_high_once_the_provider_has(stack: Stack, lows: int, what: str) -> tuple[str, int]:
+    """Once the provider got ``lows`` notifications, post a high-priority one; its id, and how many the
+    provider had got just before the POST."""
+
+    async def busy() -> bool:
+        return (await stack.sandbox("/stats"))["accepted"] >= lows  # type: ignore[no-any-return]
+
+    await eventually(busy, what=what)
+    before: int = (await stack.sandbox("/stats"))["accepted"]
+    high = await stack.send_sms("urgent", priority="high")
+    return str(high["id"]), before
+
+
 async def lows_sent_before(stack: Stack, high_id: str, low_ids: set[str]) -> int:
     """Wait for the high-priority notification to be delivered; how many of ``low_ids`` the provider got
     before it."""
@@ -280,13 +293,8 @@ async def test_high_priority_overtakes_a_backlog_of_2000_low(stack: Stack) -> No
     await eventually(all_published, what="the low backlog on Kafka")
     await stack.start_worker(worker_concurrency=8)
 
-    async def started() -> bool:
-        return (await stack.sandbox("/stats"))["accepted"] >= 100  # type: ignore[no-any-return]
-
-    await eventually(started, what="the worker to be busy with the backlog")
-    before = (await stack.sandbox("/stats"))["accepted"]  # lows the provider had before the POST
-    high = await stack.send_sms("urgent", priority="high")
-    ahead = await lows_sent_before(stack, high["id"], low_ids) - before
+    high_id, before = await post_high_once_the_provider_has(stack, 100, "the worker busy with the backlog")
+    ahead = await lows_sent_before(stack, high_id, low_ids) - before
     print(f"high delivered after {ahead} more low ({before} low were sent before its POST)")
     # FIFO would have put it behind every low still waiting (over 1,800). True priority: only the lows
     # already in flight (8 slots) or started while it travelled API -> outbox -> Kafka -> worker, at 20 ms
@@ -305,13 +313,10 @@ async def test_high_priority_does_not_queue_behind_lows_waiting_for_a_rate_limit
     await stack.start_worker(worker_concurrency=32, rate_limit_sms=10, rate_limit_scope=scope)
     low_ids = set(await post_many(stack, 80, priority="low"))
 
-    async def queued() -> bool:
-        return (await stack.sandbox("/stats"))["accepted"] >= 5  # type: ignore[no-any-return]
-
-    await eventually(queued, what="lows sent at the rate, the rest waiting for tokens")
-    before = (await stack.sandbox("/stats"))["accepted"]  # lows the provider had before the POST
-    high = await stack.send_sms("urgent", priority="high")
-    ahead = await lows_sent_before(stack, high["id"], low_ids) - before
+    high_id, before = await post_high_once_the_provider_has(
+        stack, 5, "lows sent at the rate, the rest waiting for tokens"
+    )
+    ahead = await lows_sent_before(stack, high_id, low_ids) - before
     print(f"scope={scope}: high delivered after {ahead} more low ({before} were sent before its POST)")
     # At the end of the queue it would wait for every low already holding a slot (28 of 32; at 10/s, ~3 s).
     # Ahead of it: the lows sent while it travelled API -> outbox -> Kafka -> worker (a token every 0.1 s).
